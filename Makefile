@@ -1,0 +1,56 @@
+# Ops Lab: one path for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# Notebooks run in nbval's lax mode: every cell must run without error. They are committed
+# without outputs, so there is nothing stored to compare: cells assert their own claims.
+NBVAL := --nbval-lax --nbval-cell-timeout=300
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks serve clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: system-deps venv  ## install system packages and the Python environment
+
+system-deps:  ## nginx, Prometheus, podman... (apt when root/sudo; otherwise prints how)
+	bash scripts/install-system-deps.sh
+
+venv: $(VENV)/.installed  ## the Python virtual environment in .venv
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+lab: setup  ## set everything up and open the course in JupyterLab
+	$(BIN)/jupyter lab notebooks/00-setup.ipynb
+
+test: setup  ## set everything up and run every check: lint, app and toolkit tests, notebooks
+	$(MAKE) --no-print-directory lint test-app test-notebooks
+
+lint:  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test-app:  ## pytest: the sample app and the toolkit
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+test-notebooks:  ## nbval: run every notebook top to bottom
+	$(BIN)/pytest $(NBVAL) notebooks $(PYTEST_ARGS)
+
+serve: venv  ## run the sample app on PORT (default 8000)
+	cd $(CURDIR) && $(BIN)/python -m sample_app serve --port $(PORT)
+
+clean:  ## remove the venv, caches and local data
+	rm -rf $(VENV) data .pytest_cache .ruff_cache _build
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,189 @@
+"""Capability checks: which system tools this machine has, and what to do about missing ones.
+
+A notebook cell that needs nginx starts with `if require("nginx"):`. Without nginx the
+learner gets the exact install command and the cell is skipped; in strict mode
+(`OPSLAB_STRICT=1`, what CI sets) a missing tool is an error, so nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+~][\w.]+)?")
+SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")  # nginx lives here; not on a user's PATH
+BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
+APT_ALL = "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter prometheus podman runc"
+APT = {
+    "nginx": "nginx",
+    "nginx-brotli": "nginx libnginx-mod-http-brotli-filter",
+    "prometheus": "prometheus",
+    "container-engine": "podman runc",
+    "node": "nodejs npm",
+    "git": "git",
+}
+BREW = {
+    "nginx": "brew install nginx",
+    "nginx-brotli": "brew's nginx has no Brotli module: the Brotli cells are skipped on macOS",
+    "prometheus": "brew install prometheus",
+    "container-engine": "brew install podman && podman machine init && podman machine start",
+    "node": "brew install node",
+    "git": "brew install git",
+}
+
+
+class MissingCapability(RuntimeError):  # noqa: N818 - the name notebooks catch
+    """A tool the notebook needs is not installed (raised in strict mode)."""
+
+
+@dataclass(frozen=True)
+class Capability:
+    """The outcome of one check."""
+
+    name: str
+    available: bool
+    version: str | None
+    detail: str
+    install_hint: str
+
+
+def strict_mode() -> bool:
+    """Whether OPSLAB_STRICT is set to a true value (CI: missing tools fail, never skip)."""
+    return os.environ.get("OPSLAB_STRICT", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def find_binary(name: str) -> str | None:
+    """The executable's path: PATH first, then the sbin directories (nginx is in /usr/sbin)."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
+
+
+def tool_version(cmd: list[str]) -> str | None:
+    """The version number a `--version` style command prints (stdout or stderr), e.g. 1.22.1."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = VERSION_RE.search(done.stdout + done.stderr)
+    return found.group(0) if found else None
+
+
+def install_hint(name: str) -> str:
+    """How to install what `name` needs, for this platform."""
+    mac = f"macOS: {BREW[name]}"
+    apt = f"Debian/Ubuntu: sudo apt-get install -y {APT[name]}"
+    first, second = (mac, apt) if platform.system() == "Darwin" else (apt, mac)
+    return f"{first}\n{second}\nor everything at once: make system-deps ({APT_ALL})"
+
+
+def _binary_check(name: str, binary: str, version_args: list[str]) -> Capability:
+    path = find_binary(binary)
+    if path is None:
+        return Capability(name, False, None, f"`{binary}` not found", install_hint(name))
+    return Capability(name, True, tool_version([path, *version_args]), path, install_hint(name))
+
+
+def _check_brotli() -> Capability:
+    nginx = _binary_check("nginx-brotli", "nginx", ["-v"])
+    if not nginx.available:
+        return nginx
+    if not BROTLI_MODULE.is_file():
+        return Capability(nginx.name, False, None, f"{BROTLI_MODULE} missing", nginx.install_hint)
+    return Capability(nginx.name, True, nginx.version, str(BROTLI_MODULE), nginx.install_hint)
+
+
+def _docker_socket() -> str | None:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return host.removeprefix("unix://") if host.startswith("unix://") else None
+
+
+def _docker_daemon_reachable() -> bool:
+    path = _docker_socket()
+    if path is None or not Path(path).exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2.0)
+            sock.connect(path)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+    except OSError:
+        return False
+
+
+def _check_container_engine() -> Capability:
+    name, hint = "container-engine", install_hint("container-engine")
+    docker = find_binary("docker")
+    if docker and _docker_daemon_reachable():
+        return Capability(name, True, tool_version([docker, "--version"]), "docker daemon", hint)
+    podman = find_binary("podman")
+    if podman:
+        version = tool_version([podman, "--version"])
+        return Capability(name, True, version, f"podman ({podman})", hint)
+    return Capability(name, False, None, "no docker daemon reachable and no podman", hint)
+
+
+CHECKS: dict[str, Callable[[], Capability]] = {
+    "nginx": lambda: _binary_check("nginx", "nginx", ["-v"]),
+    "nginx-brotli": _check_brotli,
+    "prometheus": lambda: _binary_check("prometheus", "prometheus", ["--version"]),
+    "container-engine": _check_container_engine,
+    "node": lambda: _binary_check("node", "node", ["--version"]),
+    "git": lambda: _binary_check("git", "git", ["--version"]),
+}
+
+
+def check(name: str) -> Capability:
+    """Check one capability by name (see CHECKS for the names)."""
+    if name not in CHECKS:
+        raise ValueError(f"unknown capability {name!r}; known: {', '.join(CHECKS)}")
+    return CHECKS[name]()
+
+
+def _show(message: str) -> None:
+    """A notice the learner sees: rendered Markdown in a notebook, a log warning elsewhere."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(message.replace("\n", "  \n")))
+    else:
+        log.warning("%s", message)
+
+
+def require(*names: str) -> bool:
+    """True if every named capability is present; otherwise explain (or raise when strict)."""
+    missing = [cap for cap in map(check, names) if not cap.available]
+    if not missing:
+        return True
+    lines = [
+        f"**Missing: {cap.name}** ({cap.detail}). Install it with:\n{cap.install_hint}"
+        for cap in missing
+    ]
+    message = "\n".join(lines)
+    if strict_mode():
+        raise MissingCapability(f"{message}\n(OPSLAB_STRICT is set: missing tools are errors)")
+    _show(f"{message}\nThe cells that need it will be skipped.")
+    return False
+
+
+def report() -> pd.DataFrame:
+    """A table of every check, for the setup notebook."""
+    import pandas as pd
+
+    return pd.DataFrame([asdict(check(name)) for name in CHECKS]).set_index("name")

@@ -1,0 +1,182 @@
+"""The app's one Settings class: twelve-factor configuration from the environment.
+
+Precedence (highest first): arguments given to `Settings(...)`, real environment
+variables, the optional `.env.<APP_ENV>` file, files in `SECRETS_DIR`, then defaults.
+Outside development, `Settings.problems()` lists everything that must be fixed
+before the app may start; the CLI refuses to serve while that list is not empty.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+
+# Values that appear in tutorials, templates and .env.example files. A secret equal to
+# one of these is public knowledge, however long it is.
+KNOWN_PLACEHOLDERS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "changethis",
+        "change_me",
+        "secret",
+        "password",
+        "default",
+        "your-secret-key",
+        "your-secret-key-here",
+        "insecure",
+        "xxx",
+        "todo",
+    }
+)
+
+# Used when a secret is unset in development only, so a fresh clone just runs.
+DEV_FALLBACK_SECRET = "dev-insecure-secret-for-local-development-only"
+
+
+class Environment(StrEnum):
+    """Where the app runs; everything but development gets production's strictness."""
+
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Settings(BaseSettings):
+    """Everything the app reads from its environment, with safe defaults for development."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, validate_default=True
+    )
+
+    app_env: Environment = Environment.DEVELOPMENT
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    instance_id: str = Field("", description="Shown in the X-Instance header; defaults to host:port")
+    log_level: LogLevel = "info"
+
+    # Timeouts, in seconds. Go's http.Server has read/write/idle timeouts; their Python
+    # counterparts: idle -> uvicorn keep-alive, request -> the app's own deadline (504),
+    # shutdown -> uvicorn's graceful shutdown. Slow-client read timeouts belong to nginx.
+    idle_timeout: float = Field(5.0, gt=0)
+    request_timeout: float = Field(30.0, gt=0)
+    shutdown_timeout: float = Field(8.0, gt=0, description="Keep below the container's grace period")
+    drain_seconds: float = Field(
+        0.0, ge=0, description="After SIGTERM, answer /ready with 503 this long before closing"
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    db_max_open_conns: int = Field(10, ge=1)
+    db_max_idle_conns: int = Field(5, ge=0)
+    db_conn_max_lifetime: float = Field(1800.0, gt=0)
+
+    session_secret: SecretStr | None = None
+    csrf_secret: SecretStr | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = []
+
+    redis_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    sentry_dsn: SecretStr | None = None
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """ALLOWED_ORIGINS is a comma-separated list in the environment."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def is_development(self) -> bool:
+        return self.app_env is Environment.DEVELOPMENT
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL, or an SQLite file in DATA_DIR (the embedded default)."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'todos.db'}"
+
+    def secret(self, name: Literal["session_secret", "csrf_secret"]) -> str:
+        """The secret's value; in development an unset secret falls back to a fixed one."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value()
+        if self.is_development:
+            return DEV_FALLBACK_SECRET
+        raise RuntimeError(f"{name.upper()} is not set")  # problems() prevents this
+
+    def problems(self) -> list[str]:
+        """Every reason this configuration must not run; empty in development."""
+        if self.is_development:
+            return []
+        found = [p for name in ("session_secret", "csrf_secret") if (p := self._secret_problem(name))]
+        if self.log_level == "debug":
+            found.append("LOG_LEVEL=debug is not allowed outside development (it can log secrets)")
+        if "*" in self.allowed_origins:
+            found.append("ALLOWED_ORIGINS must list origins, not '*'")
+        return found
+
+    def _secret_problem(self, name: str) -> str | None:
+        value: SecretStr | None = getattr(self, name)
+        env_name = name.upper()
+        if value is None or not value.get_secret_value().strip():
+            return f"{env_name} is not set"
+        raw = value.get_secret_value()
+        if raw.strip().lower() in KNOWN_PLACEHOLDERS or raw == DEV_FALLBACK_SECRET:
+            return f"{env_name} is a well-known placeholder value; generate a real secret"
+        if len(raw) < MIN_SECRET_LENGTH:
+            return f"{env_name} is too short ({len(raw)} characters, at least {MIN_SECRET_LENGTH})"
+        return None
+
+
+def env_file_for(app_env: str) -> Path:
+    """The optional per-environment file APP_ENV selects, e.g. `.env.production`."""
+    return Path(os.environ.get("ENV_FILE_DIR", ".")) / f".env.{app_env}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, the `.env.<APP_ENV>` file and SECRETS_DIR."""
+    app_env = str(overrides.get("app_env") or os.environ.get("APP_ENV", "development")).lower()
+    env_file = env_file_for(app_env)
+    secrets_dir = os.environ.get("SECRETS_DIR")
+    return Settings(
+        _env_file=env_file if env_file.is_file() else None,
+        _secrets_dir=secrets_dir if secrets_dir and Path(secrets_dir).is_dir() else None,
+        **overrides,
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once (tests clear the cache or pass their own)."""
+    return load_settings()
+
+
+class ConfigError(Exception):
+    """The configuration must not run; carries every problem found, for one clear message."""
+
+    def __init__(self, problems: list[str], app_env: str = "") -> None:
+        self.problems = problems
+        where = f" (APP_ENV={app_env})" if app_env else ""
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"refusing to start{where}: fix the configuration:\n{lines}")

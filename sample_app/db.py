@@ -1,0 +1,97 @@
+"""The database: SQLAlchemy engine, session factory and the Todo table.
+
+SQLite (a file in DATA_DIR) is the embedded default; any SQLAlchemy URL works through
+DATABASE_URL. The pool settings mirror Go's database/sql knobs: max open connections,
+max idle connections and connection lifetime.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Boolean, DateTime, Engine, Integer, String, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from sample_app.config import Settings
+
+log = logging.getLogger(__name__)
+
+TITLE_MAX_LENGTH = 200
+
+
+class Base(DeclarativeBase):
+    """Declarative base for the app's tables."""
+
+
+class Todo(Base):
+    """One todo item."""
+
+    __tablename__ = "todos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(TITLE_MAX_LENGTH))
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=lambda: datetime.now(UTC)
+    )
+
+
+def make_engine(settings: Settings) -> Engine:
+    """An engine with the configured pool; SQLite gets WAL so several workers can share it."""
+    url = make_url(settings.sqlalchemy_url)
+    kwargs: dict[str, object] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    if url.get_backend_name() != "sqlite" or (url.database and url.database != ":memory:"):
+        kwargs.update(
+            pool_size=settings.db_max_idle_conns,
+            max_overflow=max(settings.db_max_open_conns - settings.db_max_idle_conns, 0),
+            pool_recycle=settings.db_conn_max_lifetime,
+        )
+    engine = create_engine(url, **kwargs)
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """The engine and session factory the app holds for its lifetime."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_tables(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:  # readiness must answer, whatever the driver raises
+            log.warning("database ping failed", exc_info=True)
+            return False
+        return True
+
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        log.info("database connection pool closed")

@@ -1,0 +1,41 @@
+"""FastAPI dependencies: the request's settings, database session and lifecycle state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.orm import Session
+
+from sample_app.config import Settings
+from sample_app.db import Todo
+from sample_app.lifecycle import Lifecycle
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_lifecycle(request: Request) -> Lifecycle:
+    return request.app.state.lifecycle
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    yield from request.app.state.db.session()
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
+
+
+def get_todo_or_404(todo_id: int, session: SessionDep) -> Todo:
+    """The todo with this id, or a 404 that says which id was missing."""
+    todo = session.get(Todo, todo_id)
+    if todo is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"todo {todo_id} not found")
+    return todo
+
+
+TodoDep = Annotated[Todo, Depends(get_todo_or_404)]

@@ -1,0 +1,74 @@
+"""Small pure-ASGI middlewares: instance identification and a response deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class InstanceHeaderMiddleware:
+    """Adds `X-Instance` so a client behind a load balancer can see who answered."""
+
+    def __init__(self, app: ASGIApp, instance_id: str) -> None:
+        self.app = app
+        self.header = (b"x-instance", instance_id.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+class ResponseDeadlineMiddleware:
+    """Answers 504 when a handler has not started its response within `timeout` seconds.
+
+    This is the counterpart of Go's `http.Server.WriteTimeout` for the app's own work;
+    a response that has started (an SSE stream) may then run as long as it likes.
+    """
+
+    def __init__(self, app: ASGIApp, timeout: float) -> None:
+        self.app = app
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = asyncio.Event()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.set()
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, send_wrapper))
+        waiter = asyncio.ensure_future(started.wait())
+        try:
+            await asyncio.wait({task, waiter}, timeout=self.timeout, return_when="FIRST_COMPLETED")
+            if not started.is_set() and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await _send_json(send, 504, {"detail": f"no response within {self.timeout:g}s"})
+                return
+            await task  # propagates the handler's exception, if any
+        finally:
+            waiter.cancel()
+            task.cancel()  # no-op when done; stops the handler if we are cancelled ourselves
+
+
+async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

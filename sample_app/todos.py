@@ -1,0 +1,62 @@
+"""Todo operations shared by the JSON API and the HTML UI."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sample_app.db import TITLE_MAX_LENGTH, Todo
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
+]
+
+
+class TodoCreate(BaseModel):
+    """A new todo: a non-blank title of at most 200 characters."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: Title
+
+
+class TodoUpdate(BaseModel):
+    """A partial update: a new title, a new done state, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: Title | None = None
+    done: bool | None = None
+
+
+class TodoOut(BaseModel):
+    """A todo as the API returns it."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    title: str
+    done: bool
+
+
+def list_todos(session: Session) -> list[Todo]:
+    return list(session.scalars(select(Todo).order_by(Todo.id)))
+
+
+def create_todo(session: Session, data: TodoCreate) -> Todo:
+    todo = Todo(title=data.title, done=False)
+    session.add(todo)
+    session.commit()
+    return todo
+
+
+def update_todo(session: Session, todo: Todo, data: TodoUpdate) -> Todo:
+    for field, value in data.model_dump(exclude_none=True).items():
+        setattr(todo, field, value)
+    session.commit()
+    return todo
+
+
+def delete_todo(session: Session, todo: Todo) -> None:
+    session.delete(todo)
+    session.commit()

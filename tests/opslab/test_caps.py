@@ -1,0 +1,94 @@
+"""Capability checks against real PATH lookups (an empty PATH makes a tool really absent)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from opslab.caps import CHECKS, MissingCapability, check, install_hint, report, require
+
+
+@pytest.fixture
+def empty_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH pointing at an empty directory: nothing is found there."""
+    directory = tmp_path / "empty-bin"
+    directory.mkdir()
+    monkeypatch.setenv("PATH", str(directory))
+    return directory
+
+
+@pytest.fixture
+def fake_git(empty_path: Path) -> Path:
+    """A `git` on PATH that prints a version, as the real one does."""
+    script = empty_path / "git"
+    script.write_text("#!/bin/sh\necho 'git version 9.8.7'\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_check_finds_tool_on_path_with_its_version(fake_git: Path) -> None:
+    capability = check("git")
+
+    assert capability.available
+    assert capability.version == "9.8.7"
+    assert capability.detail == str(fake_git)
+
+
+def test_check_reports_tool_missing_from_empty_path(empty_path: Path) -> None:
+    capability = check("prometheus")
+
+    assert not capability.available
+    assert "apt-get install -y prometheus" in capability.install_hint
+
+
+def test_require_in_strict_mode_raises_missing_capability(
+    empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSLAB_STRICT", "1")
+
+    with pytest.raises(MissingCapability, match="apt-get install -y prometheus"):
+        require("prometheus")
+
+
+def test_require_without_strict_mode_returns_false_and_shows_hint(
+    empty_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("OPSLAB_STRICT", raising=False)
+
+    with caplog.at_level(logging.WARNING, logger="opslab"):
+        assert require("prometheus", "git") is False
+
+    assert "Missing: prometheus" in caplog.text
+    assert "Missing: git" in caplog.text
+    assert "make system-deps" in caplog.text
+    assert "will be skipped" in caplog.text
+
+
+def test_require_returns_true_when_everything_is_present(
+    fake_git: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSLAB_STRICT", "1")
+
+    assert require("git") is True
+
+
+def test_check_unknown_name_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown capability"):
+        check("kubernetes")
+
+
+def test_install_hint_names_apt_brew_and_make() -> None:
+    hint = install_hint("nginx-brotli")
+
+    assert "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter" in hint
+    assert "macOS" in hint
+    assert "make system-deps" in hint
+
+
+def test_report_has_one_row_per_capability() -> None:
+    table = report()
+
+    assert list(table.index) == list(CHECKS)
+    assert {"available", "version", "detail", "install_hint"} <= set(table.columns)

@@ -1,0 +1,81 @@
+"""The JSON todo API: CRUD, validation (422), JSON-only bodies (415), persistence."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sample_app.config import Settings
+from sample_app.main import create_app
+
+
+def _titles(client: TestClient) -> list[str]:
+    return [todo["title"] for todo in client.get("/api/todos").json()]
+
+
+def test_create_todo_returns_201_and_trimmed_title(client: TestClient) -> None:
+    response = client.post("/api/todos", json={"title": "  ship it  "})
+    assert response.status_code == 201
+    assert response.json() == {"id": 1, "title": "ship it", "done": False}
+
+
+def test_read_todo_not_found(client: TestClient) -> None:
+    response = client.get("/api/todos/42")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "todo 42 not found"}
+
+
+def test_read_todo_bad_id_is_422(client: TestClient) -> None:
+    assert client.get("/api/todos/abc").status_code == 422
+
+
+def test_update_todo_marks_done(client: TestClient) -> None:
+    todo_id = client.post("/api/todos", json={"title": "a"}).json()["id"]
+    response = client.patch(f"/api/todos/{todo_id}", json={"done": True})
+    assert response.json() == {"id": todo_id, "title": "a", "done": True}
+    assert client.get(f"/api/todos/{todo_id}").json()["done"] is True
+
+
+def test_delete_todo_removes_it(client: TestClient) -> None:
+    todo_id = client.post("/api/todos", json={"title": "a"}).json()["id"]
+    assert client.delete(f"/api/todos/{todo_id}").status_code == 204
+    assert client.get(f"/api/todos/{todo_id}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"title": ""}, {"title": "   "}, {"title": "x" * 201}, {}, {"title": "a", "owner": "b"}],
+    ids=["empty", "blank", "too-long", "missing", "unknown-field"],
+)
+def test_create_todo_invalid_is_422_and_writes_nothing(client: TestClient, body: dict) -> None:
+    client.post("/api/todos", json={"title": "keep me"})
+    response = client.post("/api/todos", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"][0] == "body"
+    assert _titles(client) == ["keep me"]
+
+
+def test_update_todo_invalid_keeps_old_value(client: TestClient) -> None:
+    todo_id = client.post("/api/todos", json={"title": "keep me"}).json()["id"]
+    response = client.patch(f"/api/todos/{todo_id}", json={"title": "x" * 201, "done": True})
+    assert response.status_code == 422
+    assert client.get(f"/api/todos/{todo_id}").json() == {
+        "id": todo_id,
+        "title": "keep me",
+        "done": False,
+    }
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_create_todo_non_json_body_is_415(client: TestClient, content_type: str | None) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/api/todos", content=b'{"title": "x"}', headers=headers)
+    assert response.status_code == 415
+    assert _titles(client) == []
+
+
+def test_todos_survive_app_restart(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as first:
+        first.post("/api/todos", json={"title": "persisted"})
+    with TestClient(create_app(settings)) as second:
+        assert _titles(second) == ["persisted"]

@@ -1,0 +1,147 @@
+"""Settings: precedence, production refusal, masking."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sample_app.config import MIN_SECRET_LENGTH, Settings, load_settings
+
+GOOD_SECRET = "k" * MIN_SECRET_LENGTH
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No app variables from the outer environment; .env files looked up in tmp_path."""
+    for name in list(os.environ):
+        if name in Settings.model_fields or name.lower() in Settings.model_fields:
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("SECRETS_DIR", raising=False)
+    monkeypatch.setenv("ENV_FILE_DIR", str(tmp_path))
+    return monkeypatch
+
+
+def test_load_settings_defaults_without_environment(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.app_env == "development"
+    assert settings.port == 8000
+    assert settings.sqlalchemy_url == "sqlite:///data/todos.db"
+
+
+def test_load_settings_env_file_selected_by_app_env(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env.staging").write_text("PORT=9001\nLOG_LEVEL=warning\n")
+    (tmp_path / ".env.development").write_text("PORT=9002\n")
+    clean_env.setenv("APP_ENV", "staging")
+    clean_env.setenv("SESSION_SECRET", GOOD_SECRET)
+    settings = load_settings()
+    assert (settings.port, settings.log_level) == (9001, "warning")
+
+
+def test_load_settings_environment_beats_env_file(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env.development").write_text("PORT=9002\n")
+    clean_env.setenv("PORT", "9003")
+    assert load_settings().port == 9003
+
+
+def test_load_settings_arguments_beat_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("PORT", "9003")
+    assert load_settings(port=9004).port == 9004
+
+
+def test_load_settings_reads_secrets_dir(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "csrf_secret").write_text(GOOD_SECRET)
+    clean_env.setenv("SECRETS_DIR", str(secrets))
+    assert load_settings().csrf_secret.get_secret_value() == GOOD_SECRET
+
+
+def test_allowed_origins_comma_separated(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ALLOWED_ORIGINS", "https://a.example, https://b.example")
+    assert load_settings().allowed_origins == ["https://a.example", "https://b.example"]
+
+
+def test_problems_empty_in_development() -> None:
+    assert Settings(_env_file=None, log_level="debug").problems() == []
+
+
+def test_problems_lists_every_production_issue() -> None:
+    settings = Settings(
+        _env_file=None,
+        app_env="production",
+        session_secret="changeme",
+        csrf_secret="short",
+        log_level="DEBUG",
+    )
+    problems = settings.problems()
+    assert len(problems) == 3
+    assert "SESSION_SECRET is a well-known placeholder" in problems[0]
+    assert "CSRF_SECRET is too short (5 characters" in problems[1]
+    assert "LOG_LEVEL=debug" in problems[2]
+
+
+def test_problems_missing_secret_in_production() -> None:
+    settings = Settings(_env_file=None, app_env="production", csrf_secret=GOOD_SECRET)
+    assert settings.problems() == ["SESSION_SECRET is not set"]
+
+
+def test_problems_none_for_good_production_settings() -> None:
+    settings = Settings(
+        _env_file=None, app_env="production", session_secret=GOOD_SECRET, csrf_secret=GOOD_SECRET
+    )
+    assert settings.problems() == []
+
+
+def test_secrets_masked_in_repr_and_dump() -> None:
+    settings = Settings(_env_file=None, session_secret=GOOD_SECRET, smtp_password="hunter2-pw")
+    for text in (repr(settings), str(settings), settings.model_dump_json()):
+        assert GOOD_SECRET not in text
+        assert "hunter2-pw" not in text
+    assert "**********" in repr(settings)
+
+
+def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    return subprocess.run(
+        [sys.executable, "-m", "sample_app", *args],
+        env={**full_env, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_serve_in_production_with_placeholder_exits_with_one_message(tmp_path: Path) -> None:
+    env = {"APP_ENV": "production", "SESSION_SECRET": "changeme", "LOG_LEVEL": "debug"}
+    result = _run_cli(["serve", "--port", "1"], env, tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "refusing to start (APP_ENV=production)" in result.stderr
+    assert "SESSION_SECRET is a well-known placeholder" in result.stderr
+    assert "CSRF_SECRET is not set" in result.stderr
+    assert "LOG_LEVEL=debug" in result.stderr
+    assert "changeme" not in result.stderr
+
+
+def test_check_config_reports_invalid_values_without_traceback(tmp_path: Path) -> None:
+    result = _run_cli(["check-config"], {"PORT": "eighty", "WORKERS": "0"}, tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "PORT:" in result.stderr
+    assert "WORKERS:" in result.stderr
+
+
+def test_check_config_ok_in_development(tmp_path: Path) -> None:
+    result = _run_cli(["check-config"], {"APP_ENV": "development"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK for APP_ENV=development" in result.stdout
