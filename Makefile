@@ -9,7 +9,7 @@ PORT ?= 8000
 NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks serve clean
+.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ lab: setup  ## set everything up and open the course in JupyterLab
 	$(BIN)/jupyter lab notebooks/00-setup.ipynb
 
 test: setup  ## set everything up and run every check: lint, app and toolkit tests, notebooks
-	$(MAKE) --no-print-directory lint test-app test-notebooks
+	$(MAKE) --no-print-directory lint test-app test-notebooks check-clean
 
 lint:  ## ruff check and format check
 	$(BIN)/ruff check .
@@ -47,6 +47,12 @@ test-app:  ## pytest: the sample app and the toolkit
 
 test-notebooks:  ## nbval: run every notebook top to bottom
 	$(BIN)/pytest $(NBVAL) notebooks $(PYTEST_ARGS)
+
+# Everything the tests and notebooks start must be stopped by them.
+LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab
+check-clean:  ## fail if a server started by the tests or notebooks is still running
+	@sleep 1; if pgrep -af '$(LEFTOVERS)'; then echo "left running (see above)"; exit 1; fi
+	@echo "no servers left running"
 
 serve: venv  ## run the sample app on PORT (default 8000)
 	cd $(CURDIR) && $(BIN)/python -m sample_app serve --port $(PORT)

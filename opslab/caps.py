@@ -153,14 +153,20 @@ def check(name: str) -> Capability:
     return CHECKS[name]()
 
 
-def _show(message: str) -> None:
-    """A notice the learner sees: rendered Markdown in a notebook, a log warning elsewhere."""
+def _in_notebook() -> bool:
+    """Whether we run in a Jupyter kernel (which can render Markdown), not a terminal."""
     try:
         from IPython import get_ipython
-        from IPython.display import Markdown, display
     except ImportError:
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+def _show(message: str) -> None:
+    """A notice the learner sees: rendered Markdown in a notebook, a log warning elsewhere."""
+    if _in_notebook():
+        from IPython.display import Markdown, display
+
         display(Markdown(message.replace("\n", "  \n")))
     else:
         log.warning("%s", message)

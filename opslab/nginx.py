@@ -11,6 +11,7 @@ import grp
 import logging
 import os
 import pwd
+import re
 import signal
 import subprocess
 import time
@@ -26,7 +27,13 @@ from opslab.procs import ManagedProcess, ProcessError, free_port
 
 log = logging.getLogger(__name__)
 
-MIME_TYPES = Path("/etc/nginx/mime.types")
+# Debian/Ubuntu, then Homebrew (Apple silicon, Intel).
+MIME_TYPES = (
+    "/etc/nginx/mime.types",
+    "/opt/homebrew/etc/nginx/mime.types",
+    "/usr/local/etc/nginx/mime.types",
+)
+EARLY_ERROR_LOG_FLAG = (1, 19, 5)  # `nginx -e FILE` exists from this version on
 MAIN_TEMPLATE = """\
 # Written by opslab: a standalone nginx that keeps every file it writes in its prefix.
 {% for module in modules %}load_module {{ module }};
@@ -117,11 +124,13 @@ class Nginx(ManagedProcess):
         self.conf_path = self.prefix / "nginx.conf"
         self.error_log = self.prefix / "logs" / "error.log"
         self.access_log = self.prefix / "logs" / "access.log"
+        # -e: errors from before the config is read go here, not to /var/log/nginx.
+        version = tuple(int(part) for part in re.findall(r"\d+", nginx_version(binary) or "0"))
+        self._early_log = ["-e", str(self.error_log)] if version >= EARLY_ERROR_LOG_FLAG else []
         self.cmd = [*self._base_cmd(self.conf_path), "-g", "daemon off;"]
 
     def _base_cmd(self, conf: Path) -> list[str]:
-        # -e: errors before the config is read go here, not to /var/log/nginx.
-        return [self.binary, "-p", f"{self.prefix}/", "-c", str(conf), "-e", str(self.error_log)]
+        return [self.binary, "-p", f"{self.prefix}/", "-c", str(conf), *self._early_log]
 
     @property
     def url(self) -> str:
@@ -147,7 +156,7 @@ class Nginx(ManagedProcess):
             worker_processes=worker_processes,
             prefix=self.prefix,
             error_log_level=error_log_level,
-            mime_types=MIME_TYPES if MIME_TYPES.is_file() else None,
+            mime_types=next((path for path in MIME_TYPES if Path(path).is_file()), None),
         )
 
     def test(self, conf: str | None = None) -> tuple[bool, str]:

@@ -139,6 +139,8 @@ def read_pidfiles() -> list[tuple[Path, ProcRecord]]:
 
 def _ours(record: ProcRecord) -> list[int]:
     """The group's live members, if we can prove the group is the one recorded."""
+    if not PROC.is_dir():  # no start times or environments to check (macOS): never guess
+        return []
     members = group_members(record.pgid)
     leader_matches = record.pid in members and is_alive(record.pid, record.start_time)
     if leader_matches or any(has_token(pid, record.token) for pid in members):

@@ -9,6 +9,7 @@ BUILD_TIME in the environment, then "dev" fallbacks for an unbuilt checkout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -38,10 +39,8 @@ class BuildInfo:
 def get_build_info() -> BuildInfo:
     """The running build's identity (stamped, else from the environment, else 'dev')."""
     stamped: dict[str, str] = {}
-    try:
+    with contextlib.suppress(OSError, ValueError):  # not built: an editable checkout
         stamped = json.loads(STAMP_FILE.read_text())
-    except (OSError, ValueError):
-        pass  # not built: an editable checkout
     return BuildInfo(
         version=stamped.get("version") or os.environ.get("APP_VERSION") or f"{__version__}+dev",
         commit=stamped.get("commit") or os.environ.get("GIT_COMMIT") or "unknown",
@@ -52,6 +51,7 @@ def get_build_info() -> BuildInfo:
 
 def describe_git(cwd: Path | None = None) -> tuple[str, str]:
     """(`git describe --tags --always --dirty`, full commit) or ("", "") outside git."""
+
     def git(*args: str) -> str:
         result = subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=10

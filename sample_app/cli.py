@@ -28,7 +28,7 @@ def _settings_or_exit(**overrides: object) -> Settings:
             f"  - {'.'.join(str(p) for p in e['loc']).upper() or 'settings'}: {e['msg']}"
             for e in error.errors(include_input=False)
         ]
-        _fail(f"invalid configuration:\n" + "\n".join(lines))
+        _fail("invalid configuration:\n" + "\n".join(lines))
     if problems := settings.problems():
         _fail(str(ConfigError(problems, settings.app_env.value)))
     return settings
@@ -77,7 +77,7 @@ def cmd_health_check(args: argparse.Namespace) -> int:
     """Exit 0 when the health URL answers 200: what a container HEALTHCHECK runs."""
     url = args.url or f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health"
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
             ok = response.status == 200
             detail = f"{response.status}"
     except urllib.error.HTTPError as error:
@@ -94,8 +94,10 @@ def cmd_version(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info.as_dict()))
     else:
-        print(f"sample_app {info.version} (commit {info.commit}, built {info.build_time}, "
-              f"Python {info.python})")
+        print(
+            f"sample_app {info.version} (commit {info.commit}, built {info.build_time}, "
+            f"Python {info.python})"
+        )
     return 0
 
 

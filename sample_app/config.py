@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    instance_id: str = Field("", description="Shown in the X-Instance header; defaults to host:port")
+    instance_id: str = Field(
+        "", description="Shown in the X-Instance header; defaults to host:port"
+    )
     log_level: LogLevel = "info"
 
     # Timeouts, in seconds. Go's http.Server has read/write/idle timeouts; their Python
@@ -72,7 +74,9 @@ class Settings(BaseSettings):
     # shutdown -> uvicorn's graceful shutdown. Slow-client read timeouts belong to nginx.
     idle_timeout: float = Field(5.0, gt=0)
     request_timeout: float = Field(30.0, gt=0)
-    shutdown_timeout: float = Field(8.0, gt=0, description="Keep below the container's grace period")
+    shutdown_timeout: float = Field(
+        8.0, gt=0, description="Keep below the container's grace period"
+    )
     drain_seconds: float = Field(
         0.0, ge=0, description="After SIGTERM, answer /ready with 503 this long before closing"
     )
@@ -129,7 +133,9 @@ class Settings(BaseSettings):
         """Every reason this configuration must not run; empty in development."""
         if self.is_development:
             return []
-        found = [p for name in ("session_secret", "csrf_secret") if (p := self._secret_problem(name))]
+        found = [
+            p for name in ("session_secret", "csrf_secret") if (p := self._secret_problem(name))
+        ]
         if self.log_level == "debug":
             found.append("LOG_LEVEL=debug is not allowed outside development (it can log secrets)")
         if "*" in self.allowed_origins:

@@ -31,9 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "<unmatched>"
 
-REQUESTS = Counter(
-    "http_requests_total", "HTTP requests handled", ["method", "route", "status"]
-)
+REQUESTS = Counter("http_requests_total", "HTTP requests handled", ["method", "route", "status"])
 LATENCY = Histogram(
     "http_request_duration_seconds",
     "Time to produce the full response (SSE streams excluded)",

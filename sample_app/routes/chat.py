@@ -35,7 +35,11 @@ async def _events(room: ChatRoom, lifecycle: Lifecycle, ping: float) -> AsyncIte
             yield sse_event(message.to_json(), "message", message.id)
         async for message in room.subscribe(lifecycle.shutting_down, ping):
             # A comment line keeps proxies and clients from timing out an idle stream.
-            yield ": ping\n\n" if message is None else sse_event(message.to_json(), "message", message.id)
+            yield (
+                ": ping\n\n"
+                if message is None
+                else sse_event(message.to_json(), "message", message.id)
+            )
         yield sse_event("server shutting down", "bye")
     finally:
         SSE_STREAMS_OPEN.dec()

@@ -35,9 +35,9 @@ HTMX_CONFIG = {
     "allowScriptTags": False,
     "includeIndicatorStyles": False,
     "selfRequestsOnly": True,
-    # While settling, htmx copies class/style from the old element to a same-id new one
-    # and later restores the server's values: that wipes Alpine's :class bindings, and a
-    # style set with setAttribute is an inline style `style-src 'self'` blocks.
+    # While settling a swap, htmx copies class/style from the old element to the new one
+    # with the same id (setAttribute): a copied `style` (Alpine's x-show writes one) is an
+    # inline style that `style-src 'self'` blocks, and no transitions here need settling.
     "attributesToSettle": [],
     "methodsThatUseUrlParams": ["get"],  # DELETE sends a body: no token in the URL and logs
     "responseHandling": [

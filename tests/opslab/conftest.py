@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import cycle
 from pathlib import Path
@@ -36,14 +36,19 @@ def no_leaked_processes() -> Iterator[None]:
     assert not leaked, f"processes left running: {leaked}"
 
 
-def require_tool(name: str) -> None:
-    """Skip when a tool is missing, except in strict mode (OPSLAB_STRICT=1), where it fails."""
+def _require_tool(name: str) -> None:
     capability = check(name)
     if capability.available:
         return
     if strict_mode():
         pytest.fail(f"{name} is missing and OPSLAB_STRICT is set:\n{capability.install_hint}")
     pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture(scope="session")
+def require_tool() -> Callable[[str], None]:
+    """Skip when a tool is missing, except in strict mode (OPSLAB_STRICT=1), where it fails."""
+    return _require_tool
 
 
 class _Handler(BaseHTTPRequestHandler):

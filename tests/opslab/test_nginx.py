@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import httpx
 import jinja2
@@ -12,8 +13,6 @@ import pytest
 
 from opslab.nginx import Nginx, NginxConfigError, brotli_module_path, nginx_version, render
 from opslab.procs import ManagedProcess, free_port
-
-from .conftest import require_tool
 
 PROXY = """
 upstream app { server 127.0.0.1:{{ upstream }}; }
@@ -25,7 +24,7 @@ server {
 
 
 @pytest.fixture
-def nginx() -> Iterator[Nginx]:
+def nginx(require_tool: Callable[[str], None]) -> Iterator[Nginx]:
     require_tool("nginx")
     server = Nginx(name="t-nginx")
     yield server
@@ -48,7 +47,7 @@ def test_render_fills_values_and_rejects_missing_ones() -> None:
         render("listen {{ port }};")
 
 
-def test_nginx_version_is_a_version_number() -> None:
+def test_nginx_version_is_a_version_number(require_tool: Callable[[str], None]) -> None:
     require_tool("nginx")
     assert re.fullmatch(r"\d+\.\d+\.\d+", nginx_version() or "")
 
@@ -92,6 +91,10 @@ def test_start_proxies_to_real_upstream(nginx: Nginx, upstream: int) -> None:
     assert response.status_code == 200
     assert "Directory listing" in response.text  # http.server's page, through nginx
     assert response.headers["server"].startswith("nginx")
+    # nginx writes the access log line just after sending the response: allow a moment.
+    deadline = time.monotonic() + 5
+    while "GET / HTTP/1.1" not in nginx.access_log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "GET / HTTP/1.1" in nginx.access_log_text()
 
 
@@ -127,7 +130,9 @@ def test_stop_is_graceful_and_closes_the_port(nginx: Nginx, upstream: int) -> No
         httpx.get(f"{nginx.url}/", trust_env=False)
 
 
-def test_brotli_module_loads_when_installed(nginx: Nginx) -> None:
+def test_brotli_module_loads_when_installed(
+    nginx: Nginx, require_tool: Callable[[str], None]
+) -> None:
     module = brotli_module_path()
     if module is None:
         require_tool("nginx-brotli")

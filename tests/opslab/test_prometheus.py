@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from opslab.app import AppServer, start_app
 from opslab.prometheus import Prometheus, PrometheusError, render_config
-
-from .conftest import require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +23,9 @@ groups:
 
 
 @pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, AppServer]]:
+def monitored(
+    tmp_path_factory: pytest.TempPathFactory, require_tool: Callable[[str], None]
+) -> Iterator[tuple[Prometheus, AppServer]]:
     """The sample app and a Prometheus scraping it every second (the first scrape takes ~5 s)."""
     require_tool("prometheus")
     with pytest.MonkeyPatch.context() as patch:
