@@ -20,10 +20,12 @@ from opslab.pidfiles import reap_orphans, state_dir
 from opslab.procs import ManagedProcess, ProcessError, free_port
 from opslab.prometheus import Prometheus, PrometheusError
 from opslab.registry import running_processes, stop_all
+from opslab.show import Code, show_file, show_source
 
 __all__ = [
     "AppServer",
     "Capability",
+    "Code",
     "LoadResult",
     "LoadRunner",
     "ManagedProcess",
@@ -47,6 +49,8 @@ __all__ = [
     "run_load",
     "running_processes",
     "setup",
+    "show_file",
+    "show_source",
     "start_app",
     "state_dir",
     "stop_all",

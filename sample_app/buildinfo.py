@@ -65,7 +65,10 @@ def describe_git(cwd: Path | None = None) -> tuple[str, str]:
 
 
 def stamp(
-    version: str | None = None, commit: str | None = None, build_time: str | None = None
+    version: str | None = None,
+    commit: str | None = None,
+    build_time: str | None = None,
+    path: Path | None = None,
 ) -> BuildInfo:
     """Write `_build.json`; unset fields come from git and the clock (SOURCE_DATE_EPOCH wins)."""
     described, full_commit = describe_git(Path(__file__).parent)
@@ -80,5 +83,5 @@ def stamp(
         python=platform.python_version(),
     )
     fields = {k: v for k, v in info.as_dict().items() if k != "python"}
-    STAMP_FILE.write_text(json.dumps(fields, indent=2) + "\n")
+    (path or STAMP_FILE).write_text(json.dumps(fields, indent=2) + "\n")
     return info

@@ -115,6 +115,14 @@ def cmd_stamp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_assets(_args: argparse.Namespace) -> int:
+    """Fingerprint the static assets and write the manifest the templates use."""
+    from sample_app.assets import build_manifest
+
+    print(json.dumps(build_manifest(), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sample_app", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     stamp_cmd.add_argument("--commit")
     stamp_cmd.add_argument("--build-time", dest="build_time")
     stamp_cmd.set_defaults(func=cmd_stamp)
+    assets = sub.add_parser("build-assets", help="content-hash asset names (build step)")
+    assets.set_defaults(func=cmd_build_assets)
     return parser
 
 

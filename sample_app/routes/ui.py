@@ -7,8 +7,6 @@ works without JavaScript. Invalid input answers 422 with the form re-rendered.
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from sample_app import todos
+from sample_app.assets import static_url
 from sample_app.chat import ChatIn
 from sample_app.db import TITLE_MAX_LENGTH, Todo
 from sample_app.deps import SessionDep, TodoDep
@@ -26,7 +25,6 @@ from sample_app.metrics import CHAT_MESSAGES, TODOS_CREATED
 from sample_app.security import CSRF_FIELD, csrf_token
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-STATIC_DIR = PACKAGE_DIR / "static"
 
 # Read by htmx from <meta name="htmx-config">: no eval and no injected <style> (the CSP
 # forbids both), and 422/403 responses are swapped in so their messages are shown.
@@ -49,13 +47,6 @@ HTMX_CONFIG = {
     ],
 }
 FIELD_LABELS = {"title": "Title", "author": "Name", "text": "Message"}
-
-
-@lru_cache(maxsize=64)
-def static_url(path: str) -> str:
-    """`/static/<path>?v=<content hash>`: a new release gets a new URL, so no stale caches."""
-    digest = hashlib.sha256((STATIC_DIR / path).read_bytes()).hexdigest()[:12]
-    return f"/static/{path}?v={digest}"
 
 
 def _page_context(request: Request) -> dict[str, Any]:
