@@ -29,7 +29,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 lab: setup  ## set everything up and open the course in JupyterLab
-	$(BIN)/jupyter lab notebooks/00-setup.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00-setup.ipynb
 
 test: setup  ## set everything up and run every check: lint, app and toolkit tests, notebooks
 	$(MAKE) --no-print-directory lint test-app test-notebooks check-clean
@@ -49,7 +49,7 @@ test-notebooks:  ## nbval: run every notebook top to bottom
 	$(BIN)/pytest $(NBVAL) notebooks $(PYTEST_ARGS)
 
 # Everything the tests and notebooks start must be stopped by them.
-LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab
+LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service
 check-clean:  ## fail if a server started by the tests or notebooks is still running
 	@sleep 1; if pgrep -af '$(LEFTOVERS)'; then echo "left running (see above)"; exit 1; fi
 	@echo "no servers left running"

@@ -1,0 +1,384 @@
+"""nginx in front of several app instances, configured from the app's own template.
+
+The template and its `include` snippets live with the app (`sample_app/ops/nginx/`): they
+are what a deployment ships. This module fills in what a notebook decides at run time
+(free ports, a self-signed certificate, a built copy of the static files) and measures
+the things the reverse-proxy notebook shows (time to the first SSE event, who answered).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import ssl
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from opslab.caps import find_binary
+from opslab.load import HasUrl, check_loopback
+from opslab.nginx import Nginx, brotli_module_path
+from opslab.procs import ManagedProcess, free_port
+from opslab.show import APP_DIR
+from sample_app.assets import FINGERPRINTED, MANIFEST_NAME, build_manifest
+
+log = logging.getLogger(__name__)
+
+NGINX_DIR = APP_DIR / "ops" / "nginx"
+APP_TEMPLATE = NGINX_DIR / "app.conf.j2"
+SNIPPETS = NGINX_DIR / "snippets"
+STATIC_SOURCE = APP_DIR / "static"
+TCP_TIME_WAIT = "06"  # the state column of /proc/net/tcp
+DEFAULTS: dict[str, Any] = {
+    "server_name": "localhost",
+    "api_rate": "20r/s",
+    "api_burst": 20,
+    "keepalive": 16,
+    "max_fails": 1,
+    "fail_timeout": "5s",
+    "trusted_proxies": [],
+    "extra_locations": "",
+}
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate and its private key, as PEM files."""
+
+    cert: Path
+    key: Path
+
+
+def make_self_signed_cert(
+    directory: Path, *, common_name: str = "localhost", days: int = 7
+) -> Certificate:
+    """A self-signed certificate for localhost and 127.0.0.1, made with the openssl CLI."""
+    openssl = find_binary("openssl")
+    if openssl is None:
+        raise RuntimeError("openssl is not installed (Debian: apt-get install openssl)")
+    directory.mkdir(parents=True, exist_ok=True)
+    cert = Certificate(directory / "cert.pem", directory / "key.pem")
+    cmd = [
+        openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-days", str(days), "-subj", f"/CN={common_name}",
+        "-addext", f"subjectAltName=DNS:{common_name},IP:127.0.0.1",
+        "-keyout", str(cert.key), "-out", str(cert.cert),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    cert.key.chmod(0o600)
+    return cert
+
+
+def tls_context(cert: Certificate | Path) -> ssl.SSLContext:
+    """A client context that trusts exactly this certificate (httpx: `verify=`)."""
+    path = cert.cert if isinstance(cert, Certificate) else cert
+    return ssl.create_default_context(cafile=str(path))
+
+
+def build_static(root: Path) -> dict[str, str]:
+    """Copy the app's static files to `root/static` and fingerprint them there.
+
+    The same build step as `python -m sample_app build-assets`, into a copy: the source
+    tree stays clean, and nginx serves the copy (`root` + `/static/...`).
+    """
+    target = root / "static"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(
+        STATIC_SOURCE,
+        target,
+        ignore=lambda _dir, names: [
+            n for n in names if n == MANIFEST_NAME or FINGERPRINTED.search(n)
+        ],
+    )
+    return build_manifest(target)
+
+
+def _upstream_address(upstream: HasUrl | str) -> str:
+    """'127.0.0.1:8123' from an AppServer (anything with .url) or a host:port string."""
+    if isinstance(upstream, str):
+        return upstream
+    url = httpx.URL(upstream.url)
+    return f"{url.host}:{url.port}"
+
+
+def render_app_config(
+    nginx: Nginx,
+    upstreams: Iterable[HasUrl | str],
+    *,
+    https_port: int,
+    certificate: Certificate,
+    static_root: Path,
+    brotli: bool | None = None,
+    **values: object,
+) -> str:
+    """The app's nginx template as a complete nginx.conf for this `nginx`'s prefix and port.
+
+    `brotli=None` uses Brotli when the module is installed; `values` override DEFAULTS.
+    """
+    module = brotli_module_path()
+    use_brotli = module is not None if brotli is None else brotli
+    if use_brotli and module is None:
+        raise RuntimeError("the nginx Brotli module is not installed")
+    return nginx.config(
+        APP_TEMPLATE.read_text(),
+        modules=[module] if use_brotli and module else [],
+        **{
+            **DEFAULTS,
+            "upstreams": [_upstream_address(u) for u in upstreams],
+            "https_port": https_port,
+            "certificate": certificate.cert,
+            "certificate_key": certificate.key,
+            "static_root": static_root,
+            "snippets": SNIPPETS,
+            "log_dir": nginx.prefix / "logs",
+            "brotli": use_brotli,
+            **values,
+        },
+    )
+
+
+class AppProxy:
+    """A real nginx (TLS, HTTP/2) in front of app instances: config, start, reload, clients."""
+
+    def __init__(
+        self,
+        upstreams: Sequence[HasUrl | str],
+        *,
+        name: str = "proxy",
+        certificate: Certificate | None = None,
+        brotli: bool | None = None,
+        **values: object,
+    ) -> None:
+        self.nginx = Nginx(name=name)
+        self.upstreams = list(upstreams)
+        self.https_port = free_port()
+        self.certificate = certificate or make_self_signed_cert(self.nginx.prefix / "tls")
+        self.static_root = self.nginx.prefix / "www"
+        self.manifest = build_static(self.static_root)
+        self.brotli = brotli
+        self.values: dict[str, object] = dict(values)
+
+    def __repr__(self) -> str:
+        return f"<AppProxy {self.http_url} -> {self.https_url} over {len(self.upstreams)} apps>"
+
+    @property
+    def http_url(self) -> str:
+        """The plain-HTTP listener (it only redirects)."""
+        return self.nginx.url
+
+    @property
+    def https_url(self) -> str:
+        """The TLS listener, https://localhost:<port> (the certificate's name)."""
+        return f"https://localhost:{self.https_port}"
+
+    def config(self, **values: object) -> str:
+        """The rendered nginx.conf; `values` override the ones given at construction."""
+        return render_app_config(
+            self.nginx,
+            self.upstreams,
+            https_port=self.https_port,
+            certificate=self.certificate,
+            static_root=self.static_root,
+            brotli=self.brotli,
+            **{**self.values, **values},
+        )
+
+    def start(self, **values: object) -> Self:
+        """Validate the config with `nginx -t`, start nginx and wait until it listens."""
+        self.values.update(values)
+        self.nginx.start(self.config())
+        self.nginx.wait_port(self.https_port)
+        return self
+
+    def reload(self, **values: object) -> None:
+        """Apply changed values with `nginx -s reload` (a rejected config keeps the old one)."""
+        self.nginx.reload(self.config(**{**self.values, **values}))
+        self.values.update(values)
+
+    def revive(self) -> list[str]:
+        """Restart upstream apps that have stopped (same ports), then reload nginx.
+
+        The reload starts fresh workers, which forget that a server had failed.
+        """
+        stopped = [u for u in self.upstreams if isinstance(u, ManagedProcess) and not u.running]
+        for app in stopped:
+            app.start()
+        if stopped:
+            self.reload()
+        return [app.name for app in stopped]
+
+    def stop(self) -> int | None:
+        """Stop nginx gracefully."""
+        return self.nginx.stop()
+
+    def __enter__(self) -> Self:
+        return self if self.nginx.running else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def client(
+        self, *, http2: bool = False, local_address: str | None = None, **kwargs: Any
+    ) -> httpx.Client:
+        """An httpx client for the HTTPS listener that trusts the self-signed certificate.
+
+        `local_address` picks the client's source address (any 127.x.y.z on Linux), so
+        nginx sees a client that is not 127.0.0.1.
+        """
+        transport = httpx.HTTPTransport(
+            verify=tls_context(self.certificate), http2=http2, local_address=local_address
+        )
+        kwargs.setdefault("timeout", 10.0)
+        return httpx.Client(base_url=self.https_url, transport=transport, trust_env=False, **kwargs)
+
+    def tried(self, marker: str) -> dict[str, str]:
+        """Which app(s) nginx tried for the request containing `marker`, and what each answered."""
+        entry = self.log_entry(marker)
+        names = {
+            _upstream_address(u): getattr(u, "name", _upstream_address(u)) for u in self.upstreams
+        }
+        addresses = [addr.strip() for addr in entry["upstream_addr"].split(",") if addr.strip()]
+        return {
+            "nginx answered": str(entry["status"]),
+            "upstreams tried": ", ".join(names.get(addr, addr) for addr in addresses),
+            "their answers": entry["upstream_status"],
+        }
+
+    def log_entry(self, marker: str, *, timeout: float = 3.0) -> dict[str, Any]:
+        """The last access-log entry whose request has `marker` (nginx logs after answering)."""
+        path = self.nginx.prefix / "logs" / "upstream.log"
+        deadline = time.monotonic() + timeout
+        while True:
+            text = path.read_text() if path.is_file() else ""
+            for line in reversed(text.splitlines()):
+                entry: dict[str, Any] = json.loads(line)
+                if marker in entry["request"]:
+                    return entry
+            if time.monotonic() >= deadline:
+                raise LookupError(f"no access-log entry for {marker!r} within {timeout:g}s")
+            time.sleep(0.05)
+
+
+def trace_client(
+    proxy: AppProxy,
+    apps: Iterable[Any],
+    *,
+    source: str = "127.0.0.1",
+    forwarded_for: str | None = None,
+    path: str = "/health",
+) -> dict[str, str | None]:
+    """One request from `source` (optionally with its own X-Forwarded-For): who saw whom.
+
+    Returns the address nginx saw, the X-Forwarded-For the client sent and the one nginx
+    sent on, and the client address the app's uvicorn logged.
+    """
+    probe = uuid.uuid4().hex[:12]
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    with proxy.client(local_address=source) as client:
+        client.get(path, params={"probe": probe}, headers=headers).raise_for_status()
+    entry = proxy.log_entry(probe)
+    return {
+        "nginx saw": entry["remote_addr"],
+        "client sent XFF": entry["xff_in"],
+        "nginx sent XFF": entry["xff_out"],
+        "app saw": client_seen_by_app(apps, probe),
+    }
+
+
+def summarize(response: httpx.Response, *headers: str) -> dict[str, object]:
+    """One table row for a response: path, status, protocol, size, who answered, `headers`."""
+    row: dict[str, object] = {
+        "path": response.request.url.raw_path.decode(),
+        "status": response.status_code,
+        "protocol": response.http_version,
+        "bytes on the wire": response.num_bytes_downloaded,
+        "answered by": response.headers.get("x-instance", "nginx"),
+    }
+    return row | {name: response.headers.get(name, "MISSING") for name in headers}
+
+
+def first_event_delay(client: httpx.Client, path: str, *, timeout: float = 3.0) -> float | None:
+    """Seconds until the first `data:` line of an SSE stream arrives; None if none in time."""
+    started = time.monotonic()
+    try:
+        with client.stream("GET", path, timeout=httpx.Timeout(10.0, read=timeout)) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    return time.monotonic() - started
+                if time.monotonic() - started > timeout:
+                    return None
+    except httpx.ReadTimeout:  # nothing at all arrived for `timeout` seconds
+        return None
+    return None
+
+
+def client_seen_by_app(apps: Iterable[Any], marker: str, *, timeout: float = 3.0) -> str | None:
+    """The client address in the uvicorn access-log line containing `marker` (any instance)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for app in apps:
+            for line in app.log_text().splitlines():
+                if marker in line and "uvicorn.access" in line:
+                    # '... uvicorn.access: 127.0.0.2:0 - "GET /health?probe=... HTTP/1.1" 200'
+                    return line.split("uvicorn.access: ", 1)[1].split(" - ", 1)[0]
+        time.sleep(0.05)
+    return None
+
+
+def alternate_requests(
+    client: httpx.Client, paths: Sequence[str], *, requests: int
+) -> list[tuple[str, float]]:
+    """(path, seconds) for `requests` GETs taking turns over `paths`, one at a time.
+
+    Neighbouring requests see the same machine, so whatever else runs on it (two cores,
+    shared with the servers) slows every path alike: fair for a side-by-side ratio.
+    """
+    check_loopback(client.base_url)
+    timings = []
+    for number in range(requests):
+        path = paths[number % len(paths)]
+        started = time.perf_counter()
+        client.get(path).raise_for_status()
+        timings.append((path, time.perf_counter() - started))
+    return timings
+
+
+def new_connections_per_request(
+    client: httpx.Client, path: str, ports: Iterable[int], *, requests: int = 50
+) -> float | None:
+    """TCP connections opened (and closed) to `ports` per GET of `path`; None without /proc."""
+    ports = list(ports)
+    before = tcp_time_wait(ports)
+    if before is None:
+        return None
+    for _ in range(requests):
+        client.get(path).raise_for_status()
+    time.sleep(0.1)  # the last connection closes just after its response
+    return ((tcp_time_wait(ports) or 0) - before) / requests
+
+
+def tcp_time_wait(ports: Iterable[int]) -> int | None:
+    """TCP sockets in TIME_WAIT to or from these local ports (None where /proc is missing).
+
+    Every closed TCP connection leaves one for a minute: the count grows by one per
+    connection that nginx opened to an app and closed again.
+    """
+    wanted, count = set(ports), 0
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        ends = {int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16)}
+        count += state == TCP_TIME_WAIT and bool(ends & wanted)
+    return count

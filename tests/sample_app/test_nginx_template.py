@@ -1,0 +1,115 @@
+"""The app's nginx template (sample_app/ops/nginx): renders, and agrees with the app."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from opslab.caps import check, strict_mode
+from opslab.nginx import Nginx, render
+from opslab.proxy import APP_TEMPLATE, DEFAULTS, SNIPPETS, make_self_signed_cert
+from sample_app.config import Settings
+from sample_app.security import HSTS, security_headers
+
+VALUES = {
+    **DEFAULTS,
+    "upstreams": ["127.0.0.1:8001", "127.0.0.1:8002"],
+    "port": 8080,
+    "https_port": 8443,
+    "certificate": "/tls/cert.pem",
+    "certificate_key": "/tls/key.pem",
+    "static_root": "/srv/app",
+    "snippets": "/etc/nginx/snippets",
+    "log_dir": "/var/log/nginx",
+    "brotli": True,
+}
+
+
+def _add_headers(snippet: str) -> dict[str, str]:
+    text = (SNIPPETS / snippet).read_text()
+    return {
+        name.lower(): value
+        for name, value in re.findall(r'^add_header (\S+) "([^"]*)" always;$', text, re.MULTILINE)
+    }
+
+
+def test_template_renders_with_every_value() -> None:
+    conf = render(APP_TEMPLATE.read_text(), **VALUES)
+
+    assert "listen 127.0.0.1:8443 ssl http2;" in conf
+    assert "keepalive 16;" in conf
+    assert "brotli on;" in conf
+
+
+def test_template_redirect_omits_the_default_https_port() -> None:
+    conf = render(APP_TEMPLATE.read_text(), **{**VALUES, "https_port": 443})
+
+    assert "return 301 https://$host$request_uri;" in conf
+
+
+def test_template_declares_limit_req_zone_before_any_server() -> None:
+    conf = render(APP_TEMPLATE.read_text(), **VALUES)
+
+    zone = re.search(r"^limit_req_zone ", conf, re.MULTILINE)
+    first_server = re.search(r"^server \{", conf, re.MULTILINE)
+    assert zone is not None
+    assert first_server is not None
+    assert zone.start() < first_server.start()
+
+
+def test_template_never_compresses_event_streams() -> None:
+    conf = render(APP_TEMPLATE.read_text(), **VALUES)
+
+    types = re.findall(r"^(?:gzip|brotli)_types (.*);$", conf, re.MULTILINE)
+    assert len(types) == 2
+    assert all("text/event-stream" not in line for line in types)
+
+
+def test_snippet_security_headers_match_the_apps_headers() -> None:
+    app_headers = {
+        name.decode(): value.decode()
+        for name, value in security_headers(Settings(_env_file=None, app_env="production"))
+    }
+    snippet = {**_add_headers("security-headers.conf"), **_add_headers("hsts.conf")}
+
+    assert snippet.pop("content-security-policy")  # a policy for files, not pages
+    assert snippet == app_headers
+    assert snippet["strict-transport-security"] == HSTS
+
+
+def test_proxy_snippet_enables_upstream_keepalive() -> None:
+    text = (SNIPPETS / "proxy.conf").read_text()
+
+    assert "proxy_http_version 1.1;" in text
+    assert 'proxy_set_header Connection "";' in text
+    assert "non_idempotent" not in text.split("proxy_next_upstream ", 1)[1].split(";")[0]
+
+
+@pytest.fixture
+def nginx() -> Iterator[Nginx]:
+    if not check("nginx").available:
+        if strict_mode():
+            pytest.fail("nginx is missing and OPSLAB_STRICT is set")
+        pytest.skip("nginx is not installed")
+    server = Nginx(name="t-template-nginx")
+    yield server
+    server.stop()
+
+
+def test_template_passes_nginx_test_with_real_paths(nginx: Nginx, tmp_path: Path) -> None:
+    cert = make_self_signed_cert(tmp_path)
+    values = {
+        **{k: v for k, v in VALUES.items() if k != "port"},
+        "certificate": cert.cert,
+        "certificate_key": cert.key,
+        "snippets": SNIPPETS,
+        "log_dir": nginx.prefix / "logs",
+        "brotli": False,
+    }
+
+    ok, output = nginx.test(nginx.config(APP_TEMPLATE.read_text(), **values))
+
+    assert ok, output
