@@ -392,6 +392,38 @@ def run_container(
     return running
 
 
+def run_once(
+    client: docker.DockerClient,
+    image: str,
+    command: list[str],
+    *,
+    entrypoint: list[str] | None = None,
+    timeout: float = 120.0,
+) -> str:
+    """Run a short command in a new container and return its output; raise if it fails.
+
+    Unlike `containers.run(..., remove=True)`, this never follows a log stream (podman 4.3
+    can leave that stream open after a quick container exits): start, wait with a time
+    limit, read the logs, remove.
+    """
+    container = client.containers.create(
+        image, command, entrypoint=entrypoint, labels={OWNER_LABEL: _owner()}
+    )
+    _STARTED.append(container)
+    try:
+        container.start()
+        code = container.wait(timeout=timeout)["StatusCode"]
+        output = container.logs().decode(errors="replace").strip()
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+        with contextlib.suppress(ValueError):
+            _STARTED.remove(container)
+    if code != 0:
+        raise ProcessError(f"{image} {command} exited with {code}:\n{output}")
+    return output
+
+
 def stop_timing(running: RunningContainer, timeout: int) -> tuple[float, int]:
     """Stop with `timeout` seconds of grace: (seconds it took, exit code; 137 = SIGKILLed)."""
     started = time.perf_counter()

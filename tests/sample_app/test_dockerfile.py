@@ -135,8 +135,8 @@ def test_single_stage_example_ships_the_compiler(
         engine.client, ctx, tag="localhost/sample-app:single-stage",
         dockerfile="Dockerfile.single-stage", buildargs={"BASE_IMAGE": base},
     )  # fmt: skip
-    probe = engine.client.containers.run(
-        single.tag, ["command -v gcc"], entrypoint=["sh", "-c"], remove=True
+    probe = containers.run_once(
+        engine.client, single.tag, ["command -v gcc"], entrypoint=["sh", "-c"]
     )
-    assert probe.decode().strip() == "/usr/bin/gcc"
+    assert probe == "/usr/bin/gcc"
     assert single.size_mb > 1.5 * image.size_mb
