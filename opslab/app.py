@@ -33,10 +33,13 @@ class AppServer(ManagedProcess):
         env: Mapping[str, str] | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        variant: str | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        serve = ["-m", "sample_app", "serve", "--host", host, "--port", str(self.port)]
+        # A lesson variant runs the same CLI through `python -m opslab.variants NAME`.
+        module = ["-m", "opslab.variants", variant] if variant else ["-m", "sample_app"]
+        serve = [*module, "serve", "--host", host, "--port", str(self.port)]
         cmd = [sys.executable, *serve, "--workers", str(workers)]
         super().__init__(cmd, name=name, env=env, cwd=cwd)
         # A fresh database per instance unless the caller shares one on purpose.
@@ -90,12 +93,15 @@ def start_app(
     multiprocess_metrics: bool = False,
     generate_secrets: bool = True,
     timeout: float = 30.0,
+    variant: str | None = None,
     **settings: object,
 ) -> AppServer:
     """Start the sample app, replacing one of the same name; extra kwargs become env vars."""
     # e.g. drain_seconds=2 -> DRAIN_SECONDS=2, instance_id="blue" -> INSTANCE_ID=blue
     env = app_env_vars(app_env, settings, generate_secrets=generate_secrets)
-    server = AppServer(name=name, port=port, workers=workers, env=env, data_dir=data_dir)
+    server = AppServer(
+        name=name, port=port, workers=workers, env=env, data_dir=data_dir, variant=variant
+    )
     if multiprocess_metrics:
         server.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(server.workdir / "metrics"))
     return server.start(timeout=timeout)

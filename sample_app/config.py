@@ -68,6 +68,7 @@ class Settings(BaseSettings):
         "", description="Shown in the X-Instance header; defaults to host:port"
     )
     log_level: LogLevel = "info"
+    metrics_enabled: bool = Field(True, description="Record request metrics and serve /metrics")
 
     # Timeouts, in seconds. Go's http.Server has read/write/idle timeouts; their Python
     # counterparts: idle -> uvicorn keep-alive, request -> the app's own deadline (504),

@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     if settings.is_development:
         app.include_router(debug.router)
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    if settings.metrics_enabled:
+        app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Added last runs first: metrics see every response, including the deadline's 504.
@@ -69,5 +70,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_security(app, settings)
     instance = settings.instance_id or f"{socket.gethostname()}:{settings.port}"
     app.add_middleware(InstanceHeaderMiddleware, instance_id=instance)
-    app.add_middleware(MetricsMiddleware)
+    if settings.metrics_enabled:
+        app.add_middleware(MetricsMiddleware)
     return app

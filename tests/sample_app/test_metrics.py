@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+
+from sample_app.config import Settings
+from sample_app.main import create_app
 
 
 def _samples(client: TestClient, name: str) -> list:
@@ -77,3 +82,10 @@ def test_plain_routes_and_mounts_get_templates(client: TestClient) -> None:
     client.get("/metrics")
     routes = {s.labels["route"] for s in _samples(client, "http_requests_total")}
     assert {"/metrics", "/static/{path}"} <= routes
+
+
+def test_metrics_disabled_removes_endpoint(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, metrics_enabled=False)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/metrics").status_code == 404
+        assert client.get("/health").status_code == 200
