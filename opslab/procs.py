@@ -286,7 +286,12 @@ class ManagedProcess:
             if self._group_alive():
                 self._signal_group(sig)
             if not self._wait_group(timeout):
-                log.warning("%s ignored %s for %gs: sending SIGKILL", self.name, sig, timeout)
+                log.warning(
+                    "%s ignored %s for %gs: sending SIGKILL",
+                    self.name,
+                    signal.Signals(sig).name,
+                    timeout,
+                )
                 self._signal_group(signal.SIGKILL)
                 self._wait_group(5.0)
             self._popen.wait()

@@ -28,24 +28,15 @@ from opslab.nginx import Nginx, brotli_module_path
 from opslab.procs import ManagedProcess, free_port
 from opslab.show import APP_DIR
 from sample_app.assets import FINGERPRINTED, MANIFEST_NAME, build_manifest
+from sample_app.deploy.nginxconf import APP_TEMPLATE, render_app_conf
+from sample_app.deploy.nginxconf import DEFAULTS as DEFAULTS  # re-exported for notebooks
+from sample_app.deploy.nginxconf import SNIPPETS as SNIPPETS
 
 log = logging.getLogger(__name__)
 
-NGINX_DIR = APP_DIR / "ops" / "nginx"
-APP_TEMPLATE = NGINX_DIR / "app.conf.j2"
-SNIPPETS = NGINX_DIR / "snippets"
+NGINX_DIR = APP_TEMPLATE.parent
 STATIC_SOURCE = APP_DIR / "static"
 TCP_TIME_WAIT = "06"  # the state column of /proc/net/tcp
-DEFAULTS: dict[str, Any] = {
-    "server_name": "localhost",
-    "api_rate": "20r/s",
-    "api_burst": 20,
-    "keepalive": 16,
-    "max_fails": 1,
-    "fail_timeout": "5s",
-    "trusted_proxies": [],
-    "extra_locations": "",
-}
 
 
 @dataclass(frozen=True)
@@ -108,6 +99,36 @@ def _upstream_address(upstream: HasUrl | str) -> str:
     return f"{url.host}:{url.port}"
 
 
+def app_values(
+    nginx: Nginx,
+    *,
+    https_port: int,
+    certificate: Certificate,
+    static_root: Path,
+    brotli: bool | None = None,
+    **values: object,
+) -> tuple[dict[str, Any], list[Path]]:
+    """The template's values for this `nginx`'s prefix and ports, and the modules to load.
+
+    `brotli=None` uses Brotli when the module is installed; `values` override DEFAULTS.
+    """
+    module = brotli_module_path()
+    use_brotli = module is not None if brotli is None else brotli
+    if use_brotli and module is None:
+        raise RuntimeError("the nginx Brotli module is not installed")
+    filled = {
+        "port": nginx.port,
+        "https_port": https_port,
+        "certificate": certificate.cert,
+        "certificate_key": certificate.key,
+        "static_root": static_root,
+        "log_dir": nginx.prefix / "logs",
+        "brotli": use_brotli,
+        **values,
+    }
+    return filled, [module] if use_brotli and module else []
+
+
 def render_app_config(
     nginx: Nginx,
     upstreams: Iterable[HasUrl | str],
@@ -116,32 +137,28 @@ def render_app_config(
     certificate: Certificate,
     static_root: Path,
     brotli: bool | None = None,
+    include: Path | None = None,
     **values: object,
 ) -> str:
     """The app's nginx template as a complete nginx.conf for this `nginx`'s prefix and port.
 
-    `brotli=None` uses Brotli when the module is installed; `values` override DEFAULTS.
+    The app's deploy tool renders the template (`sample_app.deploy.render_app_conf`: one
+    implementation). With `include`, the body is written to that file and the main config
+    includes it: the file the deploy tool rewrites when it switches the upstream.
     """
-    module = brotli_module_path()
-    use_brotli = module is not None if brotli is None else brotli
-    if use_brotli and module is None:
-        raise RuntimeError("the nginx Brotli module is not installed")
-    return nginx.config(
-        APP_TEMPLATE.read_text(),
-        modules=[module] if use_brotli and module else [],
-        **{
-            **DEFAULTS,
-            "upstreams": [_upstream_address(u) for u in upstreams],
-            "https_port": https_port,
-            "certificate": certificate.cert,
-            "certificate_key": certificate.key,
-            "static_root": static_root,
-            "snippets": SNIPPETS,
-            "log_dir": nginx.prefix / "logs",
-            "brotli": use_brotli,
-            **values,
-        },
+    filled, modules = app_values(
+        nginx,
+        https_port=https_port,
+        certificate=certificate,
+        static_root=static_root,
+        brotli=brotli,
+        **values,
     )
+    body = render_app_conf([_upstream_address(u) for u in upstreams], **filled)
+    if include is not None:
+        include.write_text(body)
+        body = f"include {include};\n"
+    return nginx.config("{{ app_conf }}", modules=modules, app_conf=body)
 
 
 class AppProxy:
@@ -154,9 +171,12 @@ class AppProxy:
         name: str = "proxy",
         certificate: Certificate | None = None,
         brotli: bool | None = None,
+        app_conf_file: bool = False,
         **values: object,
     ) -> None:
         self.nginx = Nginx(name=name)
+        # A separate app.conf (included by nginx.conf) for a deploy tool to rewrite.
+        self.app_conf = self.nginx.prefix / "app.conf" if app_conf_file else None
         self.upstreams = list(upstreams)
         self.https_port = free_port()
         self.certificate = certificate or make_self_signed_cert(self.nginx.prefix / "tls")
@@ -187,8 +207,35 @@ class AppProxy:
             certificate=self.certificate,
             static_root=self.static_root,
             brotli=self.brotli,
+            include=self.app_conf,
             **{**self.values, **values},
         )
+
+    def deploy_settings(self) -> dict[str, Any]:
+        """What `python -m sample_app.deploy init --nginx FILE` needs to switch this nginx.
+
+        Needs `app_conf_file=True`: the deploy tool rewrites that file and reloads nginx.
+        """
+        if self.app_conf is None:
+            raise ValueError("create the AppProxy with app_conf_file=True")
+        values, _modules = app_values(
+            self.nginx,
+            https_port=self.https_port,
+            certificate=self.certificate,
+            static_root=self.static_root,
+            brotli=self.brotli,
+            **self.values,
+        )
+        return {
+            "binary": self.nginx.binary,
+            "prefix": str(self.nginx.prefix),
+            "conf": str(self.nginx.conf_path),
+            "error_log": str(self.nginx.error_log),
+            "app_conf": str(self.app_conf),
+            "url": self.https_url,
+            "cafile": str(self.certificate.cert),
+            "values": json.loads(json.dumps(values, default=str)),
+        }
 
     def start(self, **values: object) -> Self:
         """Validate the config with `nginx -t`, start nginx and wait until it listens."""

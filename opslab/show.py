@@ -45,10 +45,24 @@ def _language(path: Path) -> str:
     return LANGUAGES.get(path.name) or LANGUAGES.get(path.suffix, "")
 
 
-def show_file(path: str | Path, lines: tuple[int, int] | None = None, *, grep: str = "") -> Code:
-    """A file of the repo (path from its root); optionally lines (first, last) or a `grep`."""
+def show_file(
+    path: str | Path,
+    lines: tuple[int, int] | None = None,
+    *,
+    grep: str = "",
+    between: tuple[str, str] | None = None,
+) -> Code:
+    """A file of the repo (path from its root); optionally lines (first, last), a `grep`, or
+    the lines `between` a line containing the first marker and one containing the second
+    (which is left out): markers keep a listing right when the file's line numbers move.
+    """
     full = Path(path) if Path(path).is_absolute() else REPO_DIR / path
     text = full.read_text()
+    if between:
+        all_lines = text.splitlines()
+        first = next(i for i, line in enumerate(all_lines) if between[0] in line)
+        last = next(i for i in range(first + 1, len(all_lines)) if between[1] in all_lines[i])
+        text = "\n".join(all_lines[first:last])
     if lines:
         text = "\n".join(text.splitlines()[lines[0] - 1 : lines[1]])
     if grep:

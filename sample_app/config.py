@@ -30,6 +30,8 @@ KNOWN_PLACEHOLDERS = frozenset(
         "secret",
         "password",
         "default",
+        "default-secret",
+        "my-secret-key",
         "your-secret-key",
         "your-secret-key-here",
         "insecure",

@@ -17,3 +17,9 @@ def test_show_file_lines_and_grep() -> None:
     assert show_file("pyproject.toml", (1, 1)).text == "[build-system]"
     assert show_file("Makefile", grep="check-clean:").language == "makefile"
     assert "check-clean:" in show_file("Makefile", grep="check-clean:").text
+
+
+def test_show_file_between_markers() -> None:
+    listing = show_file("sample_app/metrics.py", between=("LATENCY_BUCKETS = ", "REQUESTS = "))
+    assert listing.text.startswith("LATENCY_BUCKETS = ")
+    assert "REQUESTS = " not in listing.text

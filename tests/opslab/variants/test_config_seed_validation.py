@@ -1,0 +1,31 @@
+"""The seed chapter's production check, run through the app's real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GOOD_CSRF = "c" * 8 + "-0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _check_config(tmp_path: Path, module: list[str], session_secret: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k not in {"SESSION_SECRET", "CSRF_SECRET"}}
+    env |= {"APP_ENV": "production", "SESSION_SECRET": session_secret, "CSRF_SECRET": GOOD_CSRF}
+    done = subprocess.run(
+        [sys.executable, *module, "check-config"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return done.returncode
+
+
+@pytest.mark.parametrize(("secret", "seed_code"), [("changeme", 0), ("default-secret", 2)])
+def test_seed_check_refuses_only_its_own_placeholder(
+    tmp_path: Path, secret: str, seed_code: int
+) -> None:
+    seed = ["-m", "opslab.variants", "config_seed_validation"]
+    assert _check_config(tmp_path, seed, secret) == seed_code
+    assert _check_config(tmp_path, ["-m", "sample_app"], secret) == 2

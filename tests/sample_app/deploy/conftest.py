@@ -1,0 +1,70 @@
+"""Fixtures for the deploy tool: three stamped releases and a real nginx, built once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from opslab.build import build_app_wheel
+from opslab.caps import check, strict_mode
+from opslab.proxy import AppProxy
+from sample_app.deploy import install_release
+from sample_app.deploy.tool import load_state, stop
+
+BROKEN_ENV = {"APP_ENV": "production", "SESSION_SECRET": "change-me", "CSRF_SECRET": "change-me"}
+
+
+@pytest.fixture(scope="session")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """v1, v2 and a v3 whose settings make the app refuse to start (placeholder secrets)."""
+    root = tmp_path_factory.mktemp("releases")
+    made = {}
+    for name, version in (("v1", "1.0.0"), ("v2", "2.0.0"), ("v3", "3.0.0")):
+        wheel = build_app_wheel(root / "wheels" / name, version=version)
+        env = BROKEN_ENV if name == "v3" else None
+        made[name] = install_release(wheel, root / "installed", name, env=env)
+    return made
+
+
+@pytest.fixture(scope="session")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProxy]:
+    """nginx with a separate app.conf the deploy tool rewrites (no app behind it yet)."""
+    capability = check("nginx")
+    if not capability.available:
+        if strict_mode():
+            pytest.fail(f"nginx is missing and OPSLAB_STRICT is set:\n{capability.install_hint}")
+        pytest.skip("nginx is not installed")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPSLAB_STATE_DIR", str(tmp_path_factory.mktemp("opslab")))
+        with AppProxy(["127.0.0.1:9"], name="t-deploy", app_conf_file=True) as started:
+            yield started
+
+
+@pytest.fixture
+def state_dir(proxy: AppProxy, tmp_path: Path) -> Iterator[Path]:
+    """A fresh deploy state over the shared nginx; whatever is live is stopped afterwards."""
+    settings = tmp_path / "nginx.json"
+    settings.write_text(json.dumps(proxy.deploy_settings()))
+    path = tmp_path / "state"
+    done = _deploy_cli(path, "init", "--nginx", str(settings), "--env", f"DATA_DIR={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    yield path
+    if load_state(path)["live"]:
+        stop(path)
+
+
+@pytest.fixture
+def deploy_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the deploy CLI: deploy_cli(state_dir, "deploy", ...)."""
+    return _deploy_cli
+
+
+def _deploy_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m sample_app.deploy --state-dir STATE ARGS`, as an operator runs it."""
+    cmd = [sys.executable, "-m", "sample_app.deploy", "--state-dir", str(state_dir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)

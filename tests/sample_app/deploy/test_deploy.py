@@ -1,0 +1,144 @@
+"""The deploy tool against real app processes and a real nginx."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from opslab.proxy import AppProxy
+from sample_app.deploy import render_app_conf, running_from, start_instance, stop_all, wait_ready
+from sample_app.deploy.instances import alive, free_port
+from sample_app.deploy.tool import load_state, save_state
+
+pytestmark = pytest.mark.slow
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def _answers(proxy: AppProxy, requests: int = 4) -> set[str]:
+    """The releases (X-Instance 'v2@port' -> 'v2') that answered GETs through nginx."""
+    with proxy.client() as client:
+        return {client.get("/version").headers["x-instance"].split("@")[0] for _ in range(requests)}
+
+
+def _deploy(cli: Cli, state: Path, release: Path, version: str) -> subprocess.CompletedProcess[str]:
+    return cli(state, "deploy", "--release", str(release), "--expect-version", version)
+
+
+def test_render_app_conf_points_the_upstream_at_the_given_servers() -> None:
+    values = {"port": 1, "https_port": 2, "certificate": "c", "certificate_key": "k"}
+    values |= {"static_root": "/s", "log_dir": "/l", "brotli": False}
+
+    conf = render_app_conf(["127.0.0.1:8123"], **values)
+
+    assert "server 127.0.0.1:8123 max_fails=1" in conf
+    assert "brotli on" not in conf
+
+
+def test_deploy_switches_nginx_to_green_and_stops_blue(
+    deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
+) -> None:
+    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    blue = load_state(state_dir)["live"]
+
+    done = _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0")
+
+    assert done.returncode == 0, done.stderr
+    assert _answers(proxy) == {"v2"}
+    assert not alive(blue["pid"])
+    assert load_state(state_dir)["previous"]["version"] == "1.0.0"
+    assert "confirmed through nginx" in done.stderr
+
+
+def test_deploy_of_a_release_that_never_gets_ready_is_rejected_and_blue_keeps_serving(
+    deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
+) -> None:
+    assert _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0").returncode == 0
+    blue = load_state(state_dir)["live"]
+
+    done = _deploy(deploy_cli, state_dir, releases["v3"], "3.0.0")
+
+    assert done.returncode == 1
+    assert "v3 is not ready: exited before it was ready" in done.stderr
+    assert "placeholder" in done.stderr  # the app's own reason, from its log
+    assert load_state(state_dir)["live"] == blue
+    assert _answers(proxy) == {"v2"}
+
+
+def test_deploy_with_an_unexpected_version_is_rejected_and_green_stopped(
+    deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
+) -> None:
+    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+
+    done = _deploy(deploy_cli, state_dir, releases["v2"], "2.1.0")
+
+    assert done.returncode == 1
+    assert "reports version '2.0.0', expected '2.1.0'" in done.stderr
+    assert "stopping green v2" in done.stderr
+    assert _answers(proxy) == {"v1"}
+
+
+def test_deploy_with_an_invalid_nginx_config_switches_nothing(
+    deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
+) -> None:
+    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    state = load_state(state_dir)
+    app_conf = Path(state["nginx"]["app_conf"]).read_text()
+    state["nginx"]["values"]["api_rate"] = "lots"  # not a rate: nginx -t refuses it
+    save_state(state_dir, state)
+
+    done = _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0")
+
+    assert done.returncode == 1
+    assert "nginx rejected the new config (nothing switched)" in done.stderr
+    assert Path(state["nginx"]["app_conf"]).read_text() == app_conf
+    assert _answers(proxy) == {"v1"}
+    assert load_state(state_dir)["live"]["release"] == "v1"
+
+
+def test_rollback_brings_back_the_previous_release(
+    deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
+) -> None:
+    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    with proxy.client() as client:
+        created = client.post("/api/todos", json={"title": "survives deploys"}).json()
+    assert _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0").returncode == 0
+
+    done = deploy_cli(state_dir, "rollback")
+
+    assert done.returncode == 0, done.stderr
+    assert _answers(proxy) == {"v1"}
+    with proxy.client() as client:
+        assert client.get(f"/api/todos/{created['id']}").status_code == 200
+    status = json.loads(deploy_cli(state_dir, "status").stdout)
+    assert status["live"]["version"] == "1.0.0"
+    assert status["previous"]["version"] == "2.0.0"
+
+
+def test_rollback_without_a_previous_release_fails_clearly(
+    deploy_cli: Cli, state_dir: Path
+) -> None:
+    done = deploy_cli(state_dir, "rollback")
+
+    assert done.returncode == 1
+    assert "nothing to roll back to" in done.stderr
+    assert os.path.isfile(state_dir / "state.json")
+
+
+def test_stop_all_stops_instances_no_state_knows_of(
+    releases: dict[str, Path], tmp_path: Path
+) -> None:
+    lost = start_instance(
+        releases["v1"], port=free_port(), env={"DATA_DIR": str(tmp_path)}, log_dir=tmp_path
+    )
+    assert wait_ready(lost, timeout=20) is None
+    assert running_from(releases["v1"].parent) == [lost.pid]
+
+    stopped = stop_all(releases["v1"].parent)
+
+    assert stopped == {lost.pid: "stopped (SIGTERM)"}
+    assert not alive(lost.pid)
