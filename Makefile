@@ -9,7 +9,7 @@ PORT ?= 8000
 NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean
+.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean exercises grade
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,8 +45,15 @@ format:  ## apply ruff's fixes and formatting
 test-app:  ## pytest: the sample app and the toolkit
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
-test-notebooks:  ## nbval: run every notebook top to bottom
-	$(BIN)/pytest $(NBVAL) notebooks $(PYTEST_ARGS)
+test-notebooks:  ## nbval: run every notebook top to bottom (sections, exercises, solutions)
+	$(BIN)/pytest $(NBVAL) notebooks exercises solutions $(PYTEST_ARGS)
+
+exercises:  ## regenerate exercises/ and the autograder zip from solutions/ (otter assign)
+	$(BIN)/python -m opslab.grade_class exercises
+
+SUBMISSIONS ?= tests/grading/submissions
+grade:  ## grade a folder of notebooks: make grade SUBMISSIONS=dir -> grades.csv + grades.png
+	$(BIN)/python -m opslab.grade_class grade $(SUBMISSIONS) --out grades.csv
 
 # Everything the tests and notebooks start must be stopped by them.
 LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service

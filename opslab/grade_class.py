@@ -95,17 +95,19 @@ def grade(submissions: Path, autograder_zip: Path, workers: int = 2) -> pd.DataF
     scores["seconds"] = table["seconds"]
     if "error" in table:
         scores["error"] = table["error"]
+    scores.attrs["max"] = maxima
     return scores
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per question: mean score, maximum observed, and how many submissions got full marks."""
+    """Per question: points available, mean score, and how many submissions got full marks."""
     questions = [c for c in scores.columns if c.startswith("q")]
+    maxima = pd.Series(scores.attrs.get("max") or scores[questions].max().to_dict())
     return pd.DataFrame(
         {
+            "points": maxima,
             "mean": scores[questions].mean().round(2),
-            "max": scores[questions].max(),
-            "full marks": (scores[questions] == scores[questions].max()).sum(),
+            "full marks": (scores[questions] >= maxima).sum(),
         }
     )
 
@@ -118,7 +120,7 @@ def plot(scores: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     questions = [c for c in scores.columns if c.startswith("q")]
-    ax = scores[questions].plot.bar(figsize=(9, 4))
+    ax = scores[questions].plot.bar(figsize=(9, 4), rot=0)
     ax.set_ylabel("points")
     ax.set_title("Review questions: score per submission")
     ax.figure.tight_layout()

@@ -1,15 +1,17 @@
 """Checks for the review questions (`solutions/`, `exercises/`): honest, bounded, friendly.
 
-Each `check_*` function returns None when the answer passes and raises `CheckFailed` (an
-AssertionError, which is what otter's tests report) with a plain message and a hint when it
-does not. Learner code runs under a time limit; servers run as subprocesses that are always
-killed. An unanswered question (`...`) is reported as "not answered yet", never as a crash.
+Each `check_*` function returns None when the answer passes, and a `Failed` whose repr is a
+plain message with a hint when it does not: otter's doctest then shows "Expected nothing /
+Got: ✗ <message>" instead of a traceback. Learner code runs under a time limit; servers run
+as subprocesses that are always killed. An unanswered question (`...`) is reported as "not
+answered yet", never as a crash.
 """
 
 from __future__ import annotations
 
 from opslab.grading.common import (
     CheckFailed,
+    Failed,
     TimeLimitExceeded,
     check_choices,
     require_answer,
@@ -27,6 +29,7 @@ from opslab.grading.shutdown import check_graceful, check_idle_exit
 __all__ = [
     "RULES",
     "CheckFailed",
+    "Failed",
     "Stage",
     "TimeLimitExceeded",
     "check_choices",

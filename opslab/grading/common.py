@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ParamSpec
+
+P = ParamSpec("P")
 
 NOT_ANSWERED = "Not answered yet"
 
@@ -17,6 +20,33 @@ class CheckFailed(AssertionError):  # noqa: N818 - reads as the sentence otter s
 
 class TimeLimitExceeded(Exception):  # noqa: N818 - the name says what happened
     """Learner code ran longer than its time limit."""
+
+
+class Failed:
+    """A failed check, returned rather than raised: doctest then shows its message, no traceback."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"✗ {self.message}"
+
+
+def friendly(check: Callable[P, None]) -> Callable[P, Failed | None]:
+    """Turn a check that raises CheckFailed into one that returns None (passed) or a Failed."""
+
+    @functools.wraps(check)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Failed | None:
+        try:
+            check(*args, **kwargs)
+        except CheckFailed as failure:
+            return Failed(str(failure))
+        return None
+
+    return wrapper
 
 
 def require_answer(value: Any, what: str) -> None:
@@ -47,6 +77,7 @@ def time_limit(seconds: float, what: str = "your code") -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@friendly
 def check_choices(answer: Any, options: str, key: Iterable[str] | None = None) -> None:
     """A set of statement letters: well formed (public), and equal to `key` (hidden)."""
     require_answer(answer, "set of letters, e.g. {'A', 'B'}")

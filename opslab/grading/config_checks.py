@@ -13,7 +13,13 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from opslab.grading.common import CheckFailed, TimeLimitExceeded, require_answer, time_limit
+from opslab.grading.common import (
+    CheckFailed,
+    TimeLimitExceeded,
+    friendly,
+    require_answer,
+    time_limit,
+)
 
 LIMIT_SECONDS = 5.0
 Loader = Callable[..., Any]
@@ -52,6 +58,7 @@ def _loaded(load_config: Loader, env: Mapping[str, str], *args: Any) -> Any:
     return config
 
 
+@friendly
 def check_loads(load_config: Loader, env: Mapping[str, str]) -> None:
     """A valid environment passed as an argument loads into the config."""
     _loaded(load_config, env, dict(env))
@@ -71,12 +78,14 @@ def _process_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@friendly
 def check_loads_from_process_env(load_config: Loader, env: Mapping[str, str]) -> None:
     """Called without arguments, the loader reads the process environment."""
     with _process_env(env):
         _loaded(load_config, env)
 
 
+@friendly
 def check_refuses(load_config: Loader, env: Mapping[str, str], name: str) -> None:
     """An environment that is wrong about `name` makes the loader raise a ValueError naming it."""
     try:
@@ -107,6 +116,7 @@ def _describe(value: str | None) -> str:
     return f"{len(value)} characters" if value else "empty"
 
 
+@friendly
 def check_repr_hides(load_config: Loader, env: Mapping[str, str], secrets: list[str]) -> None:
     """Neither repr() nor str() of a loaded config shows any of `secrets`."""
     config = _loaded(load_config, env, dict(env))

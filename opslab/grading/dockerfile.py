@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opslab.grading.common import CheckFailed, require_answer
+from opslab.grading.common import CheckFailed, friendly, require_answer
 
 BUILD_TOOLS = re.compile(
     r"\b(build-essential|gcc|g\+\+|clang|make|cmake|python3?-dev|libpq-dev|git|pip wheel)\b"
@@ -161,6 +161,7 @@ RULES: dict[str, Callable[[list[Stage]], str | None]] = {
 }
 
 
+@friendly
 def check_dockerfile(text: object, rule: str) -> None:
     """Fail with the rule's hint when the Dockerfile text breaks `rule` (a key of RULES)."""
     require_answer(text, "Dockerfile (a string)")

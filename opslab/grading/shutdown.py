@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from opslab.grading.common import CheckFailed, require_answer
+from opslab.grading.common import CheckFailed, friendly, require_answer
 from opslab.procs import free_port
 
 START_SECONDS = 10.0
@@ -91,6 +91,7 @@ def _stop_within(proc: subprocess.Popen[bytes], bound: float) -> float:
     return time.monotonic() - started
 
 
+@friendly
 def check_graceful(
     source: object, *, slow: float = 1.0, requests: int = 1, bound: float = 5.0
 ) -> None:
@@ -104,7 +105,7 @@ def check_graceful(
         ]
         for thread in threads:
             thread.start()
-        time.sleep(min(0.3, slow / 3))  # the requests are now in the server's hands
+        time.sleep(min(0.5, slow / 2))  # the requests are now in the server's hands
         _stop_within(proc, slow + bound)
         for thread in threads:
             thread.join(slow + bound)
@@ -113,11 +114,13 @@ def check_graceful(
             hint = "" if "signal" in source else UNANSWERED
             raise CheckFailed(
                 f"{len(failed)} of {requests} request(s) in flight at SIGTERM did not complete: "
-                f"{failed[0]}. The server exited with code {proc.returncode}.{hint} Hint: handle "
-                "SIGTERM by stopping the accept loop, then wait for requests in progress."
+                f"{failed[0].rstrip('.')}. The server exited with code {proc.returncode}.{hint} "
+                "Hint: handle SIGTERM by stopping the accept loop, then wait for requests in "
+                "progress."
             )
 
 
+@friendly
 def check_idle_exit(source: object, *, bound: float = 2.0) -> None:
     """With nothing in flight, SIGTERM ends the server quickly and with exit code 0."""
     with _server(source) as (proc, _port):

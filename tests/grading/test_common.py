@@ -1,0 +1,40 @@
+"""Choice answers, unanswered values and the time limit on learner code."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from opslab import grading
+
+
+def test_check_choices_right_set_passes() -> None:
+    assert grading.check_choices({"a", "C"}, "ABCDEF", key="AC") is None
+
+
+def test_check_choices_wrong_set_counts_mistakes() -> None:
+    assert "2 statement(s)" in repr(grading.check_choices({"A", "B", "C", "D"}, "ABCDEF", key="AC"))
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [(..., "Not answered yet"), ("AC", "not str"), ({"Z"}, "Unknown letter")],
+)
+def test_check_choices_malformed_answer_explains(answer: object, expected: str) -> None:
+    failure = grading.check_choices(answer, "ABCDEF")
+    assert isinstance(failure, grading.Failed)
+    assert expected in failure.message
+
+
+def _spin(limit: float) -> None:
+    with grading.time_limit(limit):
+        while True:
+            time.sleep(0.01)
+
+
+def test_time_limit_stops_a_hanging_call() -> None:
+    started = time.monotonic()
+    with pytest.raises(grading.TimeLimitExceeded, match=r"still running after 0\.3 s"):
+        _spin(0.3)
+    assert time.monotonic() - started < 2
