@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import re
 import shutil
 from functools import lru_cache
@@ -28,9 +29,13 @@ def content_hash(data: bytes) -> str:
 
 
 def fingerprinted_name(path: str, data: bytes) -> str:
-    """`css/app.css` -> `css/app.<hash>.css`."""
-    stem, dot, suffix = path.rpartition(".")
-    return f"{stem}.{content_hash(data)}{dot}{suffix}"
+    """`css/app.css` -> `css/app.<hash>.css`; only the file name's last dot counts."""
+    folder, name = posixpath.split(path)
+    stem, dot, suffix = name.rpartition(".")
+    hashed = (
+        f"{stem}.{content_hash(data)}.{suffix}" if dot and stem else f"{name}.{content_hash(data)}"
+    )
+    return posixpath.join(folder, hashed)
 
 
 def build_manifest(static_dir: Path = STATIC_DIR) -> dict[str, str]:

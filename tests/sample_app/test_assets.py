@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from sample_app.assets import FINGERPRINTED, STATIC_DIR, build_manifest, load_manifest, static_url
+from sample_app.assets import (
+    FINGERPRINTED,
+    STATIC_DIR,
+    build_manifest,
+    fingerprinted_name,
+    load_manifest,
+    static_url,
+)
 
 
 @pytest.fixture
@@ -32,3 +40,16 @@ def test_build_manifest_names_change_with_content(static_copy: Path) -> None:
     assert second != first
     assert not (static_copy / first).exists()  # the old build's copy is gone
     assert load_manifest(static_copy)["css/app.css"] == second
+
+
+@pytest.mark.parametrize(
+    ("path", "pattern"),
+    [
+        ("css/app.css", r"css/app\.[0-9a-f]{12}\.css"),
+        ("vendor/htmx.min.js", r"vendor/htmx\.min\.[0-9a-f]{12}\.js"),
+        ("v1.2/CHANGES", r"v1\.2/CHANGES\.[0-9a-f]{12}"),
+        ("LICENSE", r"LICENSE\.[0-9a-f]{12}"),
+    ],
+)
+def test_fingerprinted_name_hashes_before_the_file_extension(path: str, pattern: str) -> None:
+    assert re.fullmatch(pattern, fingerprinted_name(path, b"data"))

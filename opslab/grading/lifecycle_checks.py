@@ -1,0 +1,146 @@
+"""Checks for checkpoint 06: readiness goes 503 while the server drains after SIGTERM.
+
+The learner's server (Python source, stdlib or anything the venv has) is run as
+`python server.py PORT DRAIN_SECONDS` on 127.0.0.1. `GET /health` (liveness) and `GET /ready`
+(readiness) answer 200. After SIGTERM it must keep serving for DRAIN_SECONDS with /ready
+answering 503 and /health still 200, so a load balancer takes it out of rotation, then exit
+with code 0. The process group is always killed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from opslab.grading.common import CheckFailed, friendly, require_answer
+from opslab.procs import free_port
+
+START_SECONDS = 10.0
+FLIP_SECONDS = 1.0  # how soon after SIGTERM /ready must say 503
+UNANSWERED = " (Not answered yet? The server has no SIGTERM handler.)"
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise CheckFailed(
+                f"The server exited at start (code {proc.returncode}). Its last lines:\n"
+                + "\n".join(tail)
+            )
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise CheckFailed(f"The server did not listen on its port within {START_SECONDS:g} s.")
+
+
+@contextlib.contextmanager
+def running(source: object, drain: float) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """The learner's server on a free port (process, base URL); its group killed on exit."""
+    require_answer(source, "server source code (a string)")
+    if not isinstance(source, str):
+        raise CheckFailed("`server_source` should be a string holding the server's Python code.")
+    with tempfile.TemporaryDirectory(prefix="opslab-grading-") as tmp:
+        script, log = Path(tmp, "server.py"), Path(tmp, "server.log")
+        script.write_text(source)
+        port = free_port()
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, str(script), str(port), f"{drain:g}"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait_listening(proc, port, log)
+            yield proc, f"http://127.0.0.1:{port}"
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def status(url: str) -> int | str:
+    """The HTTP status of GET url, or the error's name when no answer came."""
+    try:
+        return httpx.get(url, timeout=1.0).status_code
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+
+
+def _hint(source: str) -> str:
+    return "" if "signal." in source else UNANSWERED
+
+
+def _until_not_ready(proc: subprocess.Popen[bytes], base: str, source: str) -> float:
+    """Send SIGTERM; wait for /ready to answer 503; return when SIGTERM was sent."""
+    for path in ("/health", "/ready"):
+        if (got := status(base + path)) != 200:
+            raise CheckFailed(f"Before SIGTERM, {path} should answer 200, got {got}.")
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    seen: int | str = "nothing"
+    while time.monotonic() - sent < FLIP_SECONDS:
+        seen = status(base + "/ready")
+        if seen == 503:
+            return sent
+        if not isinstance(seen, int):
+            raise CheckFailed(
+                f"Right after SIGTERM, /ready gave {seen}: the server stopped answering at once, "
+                f"so the load balancer never saw it go unready.{_hint(source)} Hint: on SIGTERM "
+                "set a draining flag and keep serving; stop the server only after the delay."
+            )
+        time.sleep(0.05)
+    raise CheckFailed(
+        f"{FLIP_SECONDS:g} s after SIGTERM, /ready still answered {seen}, not 503. Hint: the "
+        "SIGTERM handler sets the draining flag that /ready reads."
+    )
+
+
+@friendly
+def check_ready_drains(source: object, *, drain: float = 2.0) -> None:
+    """After SIGTERM: /ready answers 503 within a second, /health still 200 (alive, draining)."""
+    with running(source, drain) as (proc, base):
+        _until_not_ready(proc, base, str(source))
+        if (got := status(base + "/health")) != 200:
+            raise CheckFailed(
+                f"While draining, /health answered {got}: liveness must stay 200, or the "
+                "orchestrator restarts a server that is only shutting down politely."
+            )
+
+
+@friendly
+def check_drain_then_exit(source: object, *, drain: float = 2.0, bound: float = 3.0) -> None:
+    """The server keeps answering through the drain delay, then exits with code 0 in time."""
+    with running(source, drain) as (proc, base):
+        sent = _until_not_ready(proc, base, str(source))
+        time.sleep(max(0.0, sent + 0.6 * drain - time.monotonic()))
+        if proc.poll() is not None or status(base + "/health") != 200:
+            raise CheckFailed(
+                f"{0.6 * drain:g} s into a {drain:g} s drain the server no longer answered: it "
+                "must keep serving for DRAIN_SECONDS (requests still arrive until the load "
+                "balancer notices). Hint: sleep for the delay in another thread, then shut down."
+            )
+        try:
+            proc.wait(timeout=max(0.0, sent + drain + bound - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise CheckFailed(
+                f"The server was still running {drain + bound:g} s after SIGTERM (drain "
+                f"{drain:g} s): the orchestrator would now SIGKILL it. Hint: after the delay "
+                "call server.shutdown() (from a thread other than serve_forever's)."
+            ) from None
+        if proc.returncode != 0:
+            raise CheckFailed(
+                f"After the drain the server exited with code {proc.returncode}, not 0."
+            )
