@@ -10,65 +10,25 @@ with code 0. The process group is always killed at the end.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 
-from opslab.grading.common import CheckFailed, friendly, require_answer
-from opslab.procs import free_port
+from opslab.grading.common import CheckFailed, friendly
+from opslab.grading.shutdown import learner_server
 
-START_SECONDS = 10.0
 FLIP_SECONDS = 1.0  # how soon after SIGTERM /ready must say 503
 UNANSWERED = " (Not answered yet? The server has no SIGTERM handler.)"
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            raise CheckFailed(
-                f"The server exited at start (code {proc.returncode}). Its last lines:\n"
-                + "\n".join(tail)
-            )
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise CheckFailed(f"The server did not listen on its port within {START_SECONDS:g} s.")
 
 
 @contextlib.contextmanager
 def running(source: object, drain: float) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """The learner's server on a free port (process, base URL); its group killed on exit."""
-    require_answer(source, "server source code (a string)")
-    if not isinstance(source, str):
-        raise CheckFailed("`server_source` should be a string holding the server's Python code.")
-    with tempfile.TemporaryDirectory(prefix="opslab-grading-") as tmp:
-        script, log = Path(tmp, "server.py"), Path(tmp, "server.log")
-        script.write_text(source)
-        port = free_port()
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, str(script), str(port), f"{drain:g}"],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        try:
-            _wait_listening(proc, port, log)
-            yield proc, f"http://127.0.0.1:{port}"
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    with learner_server(source, f"{drain:g}") as (proc, port):
+        yield proc, f"http://127.0.0.1:{port}"
 
 
 def status(url: str) -> int | str:

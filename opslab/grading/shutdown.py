@@ -45,8 +45,9 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None
 
 
 @contextlib.contextmanager
-def _server(source: object) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """The learner's server running on a free port; killed (whole group) on the way out."""
+def learner_server(source: object, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The learner's server (`python server.py PORT *args`) on a free port; its whole group
+    is killed on the way out."""
     require_answer(source, "server source code (a string)")
     if not isinstance(source, str):
         raise CheckFailed("`server_source` should be a string holding the server's Python code.")
@@ -56,7 +57,7 @@ def _server(source: object) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         port = free_port()
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, str(script), str(port)],
+                [sys.executable, str(script), str(port), *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -96,7 +97,7 @@ def check_graceful(
     source: object, *, slow: float = 1.0, requests: int = 1, bound: float = 5.0
 ) -> None:
     """Requests in flight at SIGTERM complete, and the server exits within slow + bound."""
-    with _server(source) as (proc, port):
+    with learner_server(source) as (proc, port):
         results: list[str] = []
         url = f"http://127.0.0.1:{port}/slow?seconds={slow}"
         threads = [
@@ -123,7 +124,7 @@ def check_graceful(
 @friendly
 def check_idle_exit(source: object, *, bound: float = 2.0) -> None:
     """With nothing in flight, SIGTERM ends the server quickly and with exit code 0."""
-    with _server(source) as (proc, _port):
+    with learner_server(source) as (proc, _port):
         _stop_within(proc, bound)
         if proc.returncode != 0:
             raise CheckFailed(
