@@ -9,7 +9,8 @@ PORT ?= 8000
 NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean exercises grade
+.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean exercises grade \
+	book book-instructor test-book
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,8 +32,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 lab: setup  ## set everything up and open the course in JupyterLab
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00-setup.ipynb
 
-test: setup  ## set everything up and run every check: lint, app and toolkit tests, notebooks
-	$(MAKE) --no-print-directory lint test-app test-notebooks check-clean
+test: setup  ## set everything up and run every check: lint, tests, notebooks, both books, browser
+	$(MAKE) --no-print-directory lint test-app test-notebooks book book-instructor test-book check-clean
 
 lint:  ## ruff check and format check
 	$(BIN)/ruff check .
@@ -42,11 +43,22 @@ format:  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test-app:  ## pytest: the sample app and the toolkit
-	$(BIN)/pytest tests $(PYTEST_ARGS)
+test-app:  ## pytest: the sample app and the toolkit (the book's browser test is test-book)
+	$(BIN)/pytest tests --ignore=tests/book $(PYTEST_ARGS)
 
 test-notebooks:  ## nbval: run every notebook top to bottom (sections, exercises, solutions)
 	$(BIN)/pytest $(NBVAL) notebooks exercises solutions $(PYTEST_ARGS)
+
+# The book runs every notebook (cached in _build/.jupyter_cache) and fails on any cell error or
+# Sphinx warning. Strict: a missing tool is an error, so no published page has skipped cells.
+book: venv  ## build the learner book into _build/html (OPSLAB_*_URL: launch buttons)
+	OPSLAB_STRICT=1 $(BIN)/python -m opslab.book build
+
+book-instructor: venv  ## the book with the solutions, into _build/instructor/_build/html
+	OPSLAB_STRICT=1 $(BIN)/python -m opslab.book build --instructor
+
+test-book:  ## open the built book in headless Chromium: pages, navigation, outputs, links
+	$(BIN)/pytest tests/book $(PYTEST_ARGS)
 
 exercises:  ## regenerate exercises/ and the autograder zip from solutions/ (otter assign)
 	$(BIN)/python -m opslab.grade_class exercises

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import sys
 from dataclasses import dataclass
 
 from opslab.app import AppServer, start_app
@@ -78,13 +79,18 @@ class SetupInfo:
 
 
 def _configure_logging(verbose: bool) -> None:
-    """Warnings from opslab reach the notebook; library chatter (httpx per request) does not."""
+    """Warnings from opslab reach the notebook; library chatter (httpx per request) does not.
+
+    They go to stdout: in a notebook they narrate what a cell demonstrates (a server that
+    ignored SIGTERM being killed), and stderr stays for real errors, which the book's
+    browser test treats as a failed page.
+    """
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     ours = logging.getLogger("opslab")
     ours.setLevel(logging.INFO if verbose else logging.WARNING)
     if not ours.handlers:
-        handler = logging.StreamHandler()
+        handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("opslab: %(message)s"))
         ours.addHandler(handler)
         ours.propagate = False

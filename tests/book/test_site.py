@@ -1,0 +1,144 @@
+"""The published book, read in a real browser: pages, navigation, executed outputs, links."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urlparse
+
+import httpx
+import pytest
+from playwright.sync_api import Page
+
+from opslab.book import BUILD, LEARNER_HTML, ROOT, load_yaml, toc_files
+
+PAGES = [f"{file}.html" for file in toc_files(load_yaml(ROOT / "_toc.yml"))]
+SCREENSHOTS = BUILD / "screenshots"
+SECTIONS = [p for p in PAGES if p.startswith("notebooks/") and not p.startswith("notebooks/00")]
+ERROR_OUTPUTS = "div.output.traceback, div.output.error, div.output.stderr"
+OUTPUT_FIGURES = "div.cell_output img, div.cell_output table"
+
+
+class IdCollector(HTMLParser):
+    """The ids (and legacy anchor names) a page defines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in {"id", "name"} and value:
+                self.ids.add(value)
+
+
+def page_ids(html: str) -> set[str]:
+    """The fragment targets of an HTML page."""
+    collector = IdCollector()
+    collector.feed(html)
+    return collector.ids
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_toc_page_loads_without_errors(page: Page, site: str, path: str) -> None:
+    response = page.goto(site + path)
+    assert response is not None
+    assert response.status == 200
+    assert page.locator("main h1").count() >= 1, f"{path}: no title"
+    assert page.locator(ERROR_OUTPUTS).count() == 0, f"{path}: shows error or stderr output"
+    assert "Traceback (most recent call last)" not in page.inner_text("main")
+    assert page.errors == [], f"{path}: JavaScript errors {page.errors}"  # type: ignore[attr-defined]
+
+
+def test_start_page_redirects_to_the_introduction(page: Page, site: str) -> None:
+    page.goto(site)
+    page.wait_for_url("**/book/intro.html")
+    assert page.locator("main h1").first.inner_text().strip()
+
+
+def test_next_links_walk_the_toc_in_order(page: Page, site: str) -> None:
+    page.goto(site + PAGES[0])
+    visited = [PAGES[0]]
+    while page.locator("a.right-next").count():
+        page.locator("a.right-next").first.click()
+        page.wait_for_load_state()
+        visited.append(urlparse(page.url).path.removeprefix("/"))
+        assert len(visited) <= len(PAGES), f"the Next links do not end: {visited}"
+    assert visited == PAGES
+
+
+def test_sidebar_lists_every_page(page: Page, site: str) -> None:
+    page.goto(site + PAGES[0])
+    hrefs = page.eval_on_selector_all(
+        "nav.bd-docs-nav a.reference.internal", "links => links.map(a => a.href)"
+    )
+    listed = {urlparse(h).path.removeprefix("/") for h in hrefs} | {PAGES[0]}
+    assert listed == set(PAGES)
+
+
+@pytest.mark.parametrize("path", SECTIONS)
+def test_section_page_shows_an_executed_figure_or_table(page: Page, site: str, path: str) -> None:
+    page.goto(site + path)
+    outputs = page.locator(OUTPUT_FIGURES)
+    assert outputs.count() >= 1, f"{path}: no figure or table in the cell outputs"
+    widths = page.eval_on_selector_all(
+        "div.cell_output img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)"
+    )
+    assert all(w > 0 for w in widths), f"{path}: an output image did not load ({widths})"
+
+
+def test_internal_links_resolve(page: Page, site: str) -> None:
+    targets: set[str] = set()
+    for path in PAGES:
+        page.goto(site + path)
+        hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+        targets |= {h for h in hrefs if h.startswith(site)}
+    broken = []
+    with httpx.Client(timeout=10) as client:
+        documents: dict[str, str] = {}
+        for target in sorted(targets):
+            url, fragment = urldefrag(target)
+            if url not in documents:
+                response = client.get(url)
+                documents[url] = response.text if response.status_code == 200 else ""
+                if response.status_code != 200:
+                    broken.append(f"{target}: HTTP {response.status_code}")
+                    continue
+            if fragment and documents[url] and fragment not in page_ids(documents[url]):
+                broken.append(f"{target}: no element with id {fragment!r}")
+    assert broken == [], "\n".join(broken)
+    assert len(targets) > len(PAGES)
+
+
+def test_learner_book_has_no_solutions() -> None:
+    assert not (LEARNER_HTML / "solutions").exists()
+    link = re.compile(r'href="[^"]*solutions/[^"]*\.html')
+    leaked = [p for p in LEARNER_HTML.rglob("*.html") if link.search(p.read_text())]
+    assert leaked == []
+
+
+def test_instructor_book_adds_the_solutions(page: Page, instructor_site: str) -> None:
+    page.goto(instructor_site + PAGES[0])
+    hrefs = page.eval_on_selector_all(
+        "nav.bd-docs-nav a.reference.internal", "links => links.map(a => a.href)"
+    )
+    solutions = sorted(urlparse(h).path for h in hrefs if "/solutions/" in h)
+    exercises = sorted(urlparse(h).path for h in hrefs if "/exercises/" in h)
+    assert [s.replace("/solutions/", "/exercises/") for s in solutions] == exercises
+    page.goto(instructor_site + solutions[0].removeprefix("/"))
+    assert page.locator(ERROR_OUTPUTS).count() == 0
+
+
+def test_screenshots_of_start_and_section_pages(page: Page, site: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = {"start.png": "book/intro.html", "section-05-metrics.png": "notebooks/05-metrics.html"}
+    for name, path in shots.items():
+        page.goto(site + path)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=SCREENSHOTS / name)
+        assert (SCREENSHOTS / name).stat().st_size > 10_000
+    # The section's first executed figure, as the reader sees it.
+    figure = page.locator("div.cell_output img").first
+    figure.scroll_into_view_if_needed()
+    figure.screenshot(path=SCREENSHOTS / "section-05-metrics-figure.png")
+    assert (SCREENSHOTS / "section-05-metrics-figure.png").stat().st_size > 10_000
