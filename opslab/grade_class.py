@@ -10,16 +10,18 @@ of per-question scores, a summary table and a bar plot.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -27,7 +29,8 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
 AUTOGRADER = SOLUTIONS / "autograder"
-SUBMISSION_TIMEOUT = 180.0
+SUBMISSION_TIMEOUT = 420.0  # q1b builds and runs a Dockerfile (240 s build limit) cold
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold
 
 
 def otter_bin() -> str:
@@ -50,10 +53,38 @@ def assign(master: Path, exercises: Path = EXERCISES, autograder: Path = AUTOGRA
         exercises.mkdir(parents=True, exist_ok=True)
         autograder.mkdir(parents=True, exist_ok=True)
         for notebook in (out / "student").glob("*.ipynb"):
-            shutil.copyfile(notebook, exercises / notebook.name)
+            stable_cell_ids(notebook, exercises / notebook.name)
         (zipped,) = (out / "autograder").glob("*.zip")
         target = autograder / f"{master.stem}-autograder.zip"
-        shutil.copyfile(zipped, target)
+        reproducible_zip(zipped, target)
+    return target
+
+
+def stable_cell_ids(notebook: Path, target: Path) -> Path:
+    """Copy a notebook, replacing otter's random cell ids by ids derived from the cells.
+
+    An id is a hash of the notebook's name, the cell's type and source (and which repeat of
+    that source it is): regenerating gives the same ids, and an edit changes only its cell.
+    """
+    nb = nbformat.read(notebook, as_version=4)
+    seen: dict[tuple[str, str], int] = {}
+    for cell in nb.cells:
+        key = (cell.cell_type, cell.source)
+        seen[key] = seen.get(key, 0) + 1
+        text = json.dumps([notebook.name, *key, seen[key]])
+        cell.id = hashlib.sha256(text.encode()).hexdigest()[:8]
+    nbformat.write(nb, target)
+    return target
+
+
+def reproducible_zip(source: Path, target: Path) -> Path:
+    """Rewrite a zip with sorted entries and fixed timestamps: same content, same bytes."""
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        for info in sorted(original.infolist(), key=lambda i: i.filename):
+            fixed = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            fixed.external_attr, fixed.compress_type = info.external_attr, info.compress_type
+            fixed.create_system = info.create_system
+            copy.writestr(fixed, original.read(info))
     return target
 
 

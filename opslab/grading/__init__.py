@@ -24,6 +24,7 @@ from opslab.grading.config_checks import (
     check_repr_hides,
 )
 from opslab.grading.dockerfile import RULES, Stage, check_dockerfile, parse_dockerfile
+from opslab.grading.dockerfile_build import check_dockerfile_runs
 from opslab.grading.shutdown import check_graceful, check_idle_exit
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "TimeLimitExceeded",
     "check_choices",
     "check_dockerfile",
+    "check_dockerfile_runs",
     "check_graceful",
     "check_idle_exit",
     "check_loads",

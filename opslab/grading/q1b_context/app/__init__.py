@@ -1,0 +1,1 @@
+"""The tiny app that review question 1b packages: uvicorn app.main:app, GET /healthz."""
