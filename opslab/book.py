@@ -60,6 +60,8 @@ def git_origin(root: Path = ROOT) -> str | None:
         return None
     # git@github.com:org/repo.git -> https://github.com/org/repo
     url = re.sub(r"^git@([^:]+):", r"https://\1/", url)
+    if not url.startswith(("https://", "http://")):
+        return None  # a clone of a local folder: nothing a launch button could open
     return url.removesuffix(".git")
 
 

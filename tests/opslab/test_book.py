@@ -105,6 +105,12 @@ def test_git_origin_turns_ssh_remotes_into_https(tmp_path: Path) -> None:
     assert book.git_origin(tmp_path) == "https://github.com/acme/ops-lab"
 
 
+def test_git_origin_ignores_a_local_clone(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "remote", "add", "origin", "/srv/git/ops-lab")
+    assert book.git_origin(tmp_path) is None
+
+
 def tiny_book(root: Path) -> None:
     """A one-notebook book using the course's real _config.yml."""
     (root / "_config.yml").write_text((book.ROOT / "_config.yml").read_text())
