@@ -1,4 +1,4 @@
-"""Metrics labelled by the raw URL path: one time series per URL (the seed chapter's mistake).
+"""Metrics labelled by the raw URL path: one time series per URL (the Go chapter's mistake).
 
 `/api/todos/1`, `/api/todos/2`, ... each become their own `route` label value, so the
 number of series grows with every id a client asks for: unbounded cardinality. The app

@@ -1,4 +1,4 @@
-"""The seed chapter's production check, run through the app's real CLI."""
+"""The Go chapter's production check, run through the app's real CLI."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ def _check_config(tmp_path: Path, module: list[str], session_secret: str) -> int
     return done.returncode
 
 
-@pytest.mark.parametrize(("secret", "seed_code"), [("changeme", 0), ("default-secret", 2)])
-def test_seed_check_refuses_only_its_own_placeholder(
-    tmp_path: Path, secret: str, seed_code: int
+@pytest.mark.parametrize(("secret", "chapter_code"), [("changeme", 0), ("default-secret", 2)])
+def test_chapter_check_refuses_only_its_own_placeholder(
+    tmp_path: Path, secret: str, chapter_code: int
 ) -> None:
-    seed = ["-m", "opslab.variants", "config_seed_validation"]
-    assert _check_config(tmp_path, seed, secret) == seed_code
+    variant = ["-m", "opslab.variants", "config_one_placeholder"]
+    assert _check_config(tmp_path, variant, secret) == chapter_code
     assert _check_config(tmp_path, ["-m", "sample_app"], secret) == 2

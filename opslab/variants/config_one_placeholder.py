@@ -1,4 +1,4 @@
-"""The app with a common (the seed chapter's) production check: one exact placeholder only.
+"""The app with a common (the Go chapter's) production check: one exact placeholder only.
 
 That check refuses a secret only when it is missing or equal to the literal
 "default-secret", and stops at the first problem. "changeme", "secret" or a
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from sample_app import config
 
-SEED_PLACEHOLDER = "default-secret"
+KNOWN_PLACEHOLDER = "default-secret"
 
 
-def seed_problems(self: config.Settings) -> list[str]:
+def one_placeholder_problems(self: config.Settings) -> list[str]:
     """At most one problem, and only the exact placeholder counts as one."""
     if self.is_development:
         return []
@@ -22,7 +22,7 @@ def seed_problems(self: config.Settings) -> list[str]:
         value = getattr(self, name)
         if value is None:
             return [f"{name.upper()} is required"]
-        if value.get_secret_value() == SEED_PLACEHOLDER:
+        if value.get_secret_value() == KNOWN_PLACEHOLDER:
             return [f"{name.upper()} must be changed in production"]
     if self.log_level == "debug":
         return ["LOG_LEVEL should not be 'debug' in production"]
@@ -30,5 +30,5 @@ def seed_problems(self: config.Settings) -> list[str]:
 
 
 def apply() -> None:
-    """Replace the app's checks with the seed's."""
-    config.Settings.problems = seed_problems  # type: ignore[method-assign]
+    """Replace the app's checks with the Go chapter's."""
+    config.Settings.problems = one_placeholder_problems  # type: ignore[method-assign]
