@@ -74,6 +74,18 @@ def _progress_bar(total: int | None, url: str) -> Any:
     return tqdm(total=total, desc=f"load {url}", unit="req")
 
 
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+def closed_before_answer(exc: httpx.HTTPError) -> bool:
+    """The server closed a kept-alive connection as the request went out: nothing was answered.
+
+    nginx does this to idle connections when it reloads (old workers close them). RFC 9112
+    section 9.3.1 lets a client retry an idempotent request then, and browsers do.
+    """
+    return isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
+
+
 class _Engine:
     """Worker threads sending requests until the count, the duration or a stop is reached."""
 
@@ -89,6 +101,7 @@ class _Engine:
         request: Mapping[str, Any],
         timeout: float,
         header: str | None,
+        retry_closed: bool = False,
     ) -> None:
         _check_bounds(requests, duration, concurrency)
         if rate is not None and rate <= 0:
@@ -99,6 +112,10 @@ class _Engine:
         self.requests, self.duration, self.rate = requests, duration, rate
         self.concurrency, self.request = concurrency, dict(request)
         self.timeout, self.header = timeout, header
+        idempotent = self.request["method"] in IDEMPOTENT
+        if retry_closed and not idempotent:
+            raise ValueError(f"retry_closed is only for idempotent methods {sorted(IDEMPOTENT)}")
+        self.retry_closed = retry_closed
         self.records: list[RequestRecord] = []
         self.stop_event = threading.Event()
         self.on_record: Callable[[RequestRecord], None] | None = None
@@ -183,14 +200,22 @@ class _Engine:
 
     def _send(self, client: httpx.Client) -> RequestRecord:
         started = time.monotonic()
-        try:
-            response = client.request(url=self.url, timeout=self.timeout, **self.request)
-            status, error = response.status_code, None
-            value = response.headers.get(self.header) if self.header else None
-        except httpx.HTTPError as exc:
-            status, error, value = None, type(exc).__name__, None
+        retried = False
+        while True:
+            try:
+                response = client.request(url=self.url, timeout=self.timeout, **self.request)
+                status, error = response.status_code, None
+                value = response.headers.get(self.header) if self.header else None
+            except httpx.HTTPError as exc:
+                if self.retry_closed and not retried and closed_before_answer(exc):
+                    retried = True  # once, on a new connection: the closed one left the pool
+                    continue
+                status, error, value = None, type(exc).__name__, None
+            break
         latency = time.monotonic() - started
-        return RequestRecord(started - self._t0, latency, status, outcome_of(status), value, error)
+        return RequestRecord(
+            started - self._t0, latency, status, outcome_of(status), value, error, retried
+        )
 
 
 def _request(method: str, json: Any, headers: Mapping[str, str] | None) -> dict[str, Any]:
@@ -214,6 +239,7 @@ def run_load(
     timeout: float = 10.0,
     header: str | None = "X-Instance",
     progress: bool = False,
+    retry_closed: bool = False,
 ) -> LoadResult:
     """Send load to a loopback URL until `requests` are done or `duration` s have passed."""
     engine = _Engine(
@@ -226,6 +252,7 @@ def run_load(
         request=_request(method, json, headers),
         timeout=timeout,
         header=header,
+        retry_closed=retry_closed,
     )
     return engine.run(progress=progress)
 
@@ -246,6 +273,7 @@ class LoadRunner:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         header: str | None = "X-Instance",
+        retry_closed: bool = False,
     ) -> None:
         self._engine = _Engine(
             target,
@@ -257,6 +285,7 @@ class LoadRunner:
             request=_request(method, json, headers),
             timeout=timeout,
             header=header,
+            retry_closed=retry_closed,
         )
         self._started = False
 

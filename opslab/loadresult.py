@@ -30,6 +30,7 @@ class RequestRecord:
     outcome: str
     header: str | None
     error: str | None
+    retried: bool = False  # sent again after the server closed its connection unanswered
 
 
 @dataclass
@@ -55,6 +56,11 @@ class LoadResult:
         return len(self.records)
 
     @property
+    def retried(self) -> int:
+        """Requests sent a second time because the server closed the connection unanswered."""
+        return sum(r.retried for r in self.records)
+
+    @property
     def throughput(self) -> float:
         """Completed requests per second."""
         return self.total / self.elapsed if self.elapsed > 0 else 0.0
@@ -77,10 +83,10 @@ class LoadResult:
         return dict(Counter(r.error for r in self.records if r.error is not None))
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per request: start, latency, status, outcome, header, error."""
+        """One row per request: start, latency, status, outcome, header, error, retried."""
         import pandas as pd
 
-        columns = ["start", "latency", "status", "outcome", "header", "error"]
+        columns = ["start", "latency", "status", "outcome", "header", "error", "retried"]
         frame = pd.DataFrame([asdict(r) for r in self.records], columns=columns)
         return frame.astype({"status": "Int64"})
 

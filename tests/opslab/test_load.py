@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -96,3 +100,47 @@ def test_load_runner_sends_load_until_stopped(http_server: str) -> None:
 def test_load_runner_refuses_non_loopback_target() -> None:
     with pytest.raises(ValueError, match="loopback"):
         LoadRunner("http://203.0.113.5/")
+
+
+@pytest.fixture
+def drops_first_request() -> Iterator[str]:
+    """A server that reads the first request and closes without answering, like a reloading
+    nginx closing an idle keep-alive connection; it answers every later request."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+    def serve() -> None:
+        for n in range(2):
+            with contextlib.suppress(OSError):
+                connection, _ = listener.accept()
+                with connection:
+                    connection.recv(65536)
+                    if n:
+                        connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    listener.close()
+    thread.join(5)
+
+
+def test_run_load_records_a_request_the_server_closed_unanswered(drops_first_request: str) -> None:
+    result = run_load(drops_first_request, requests=1, concurrency=1)
+
+    assert result.errors() == {"RemoteProtocolError": 1}
+    assert result.retried == 0
+
+
+def test_run_load_retry_closed_sends_it_again_once(drops_first_request: str) -> None:
+    result = run_load(drops_first_request, requests=1, concurrency=1, retry_closed=True)
+
+    assert result.counts["2xx"] == 1
+    assert result.retried == 1
+    assert result.to_dataframe()["retried"].tolist() == [True]
+
+
+def test_retry_closed_refuses_non_idempotent_methods(http_server: str) -> None:
+    with pytest.raises(ValueError, match="idempotent"):
+        LoadRunner(http_server, method="POST", retry_closed=True)

@@ -41,7 +41,15 @@ def test_to_dataframe_has_one_row_per_request() -> None:
 
     frame = result.to_dataframe()
 
-    assert list(frame.columns) == ["start", "latency", "status", "outcome", "header", "error"]
+    assert list(frame.columns) == [
+        "start",
+        "latency",
+        "status",
+        "outcome",
+        "header",
+        "error",
+        "retried",
+    ]
     assert list(frame["outcome"]) == ["2xx", "error"]
     assert frame["status"].isna().tolist() == [False, True]
 
