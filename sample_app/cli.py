@@ -19,6 +19,10 @@ from sample_app.config import ConfigError, Settings, load_settings
 EXIT_CONFIG = 2
 
 
+# Seconds a new worker may take to start before uvicorn gives up on all of them.
+WORKER_START_TIMEOUT = 30
+
+
 def _settings_or_exit(**overrides: object) -> Settings:
     """Load settings, or print every problem in one readable message and exit 2."""
     try:
@@ -66,6 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         timeout_keep_alive=int(settings.idle_timeout),
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        # With several workers uvicorn stops everything if a new worker has not finished
+        # starting within this many seconds (default 5): too short for a loaded small machine.
+        timeout_worker_healthcheck=WORKER_START_TIMEOUT,
         log_config=logging_config(settings.log_level),
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
         server_header=False,
