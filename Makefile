@@ -9,7 +9,7 @@ PORT ?= 8000
 NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean exercises grade \
+.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean exercises grade learner-dist \
 	book book-instructor test-book
 
 help:  ## list the targets
@@ -64,13 +64,18 @@ exercises:  ## regenerate exercises/ and the autograder zip from solutions/ (ott
 	$(BIN)/python -m opslab.grade_class exercises
 
 SUBMISSIONS ?= tests/grading/submissions
-grade:  ## grade a folder of notebooks: make grade SUBMISSIONS=dir -> grades.csv + grades.png
+grade:  ## grade a folder of notebooks in a sandbox (root): -> grades.csv, grades.png, grades-feedback/
 	$(BIN)/python -m opslab.grade_class grade $(SUBMISSIONS) --out grades.csv
+
+learner-dist: venv  ## the course without solutions or hidden tests: _build/learner (+ .tar.gz)
+	$(BIN)/python -m opslab.dist
 
 # Everything the tests and notebooks start must be stopped by them.
 LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service
 check-clean:  ## fail if a server started by the tests or notebooks is still running
 	@sleep 1; if pgrep -af '$(LEFTOVERS)'; then echo "left running (see above)"; exit 1; fi
+	@if ps -eo uid=,pid=,args= | awk '$$1 >= 1900000000 && $$1 < 1900000128' | grep .; then \
+		echo "grading sandbox processes left running (see above)"; exit 1; fi
 	@echo "no servers left running"
 
 serve: venv  ## run the sample app on PORT (default 8000)

@@ -3,8 +3,9 @@
 `python -m opslab.grade_class exercises` runs `otter assign` on each master notebook in
 `solutions/` and writes the learner notebooks to `exercises/` and the autograder zips to
 `solutions/autograder/`. `python -m opslab.grade_class grade DIR` grades every notebook in
-DIR with otter's local runner (`otter run`, no Docker), each under a time limit, into a CSV
-of per-question scores, a summary table and a bar plot.
+DIR in a sandbox (`opslab.sandbox`: the learner's code runs confined, a trusted judge decides
+the score) into a CSV of per-question scores, a feedback file per submission, a summary table
+and a bar plot.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import logging
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,12 +24,14 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
+from opslab.sandbox import submission
+from opslab.sandbox.submission import Graded
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS, EXERCISES = ROOT / "solutions", ROOT / "exercises"
 AUTOGRADER = SOLUTIONS / "autograder"
-SUBMISSION_TIMEOUT = 420.0  # q1b builds and runs a Dockerfile (240 s build limit) cold
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold
 
 
@@ -88,52 +90,77 @@ def reproducible_zip(source: Path, target: Path) -> Path:
     return target
 
 
-def grade_one(notebook: Path, autograder_zip: Path) -> dict[str, object]:
-    """One submission's per-question scores (otter's local runner, in a time-limited process)."""
-    row: dict[str, object] = {"submission": notebook.stem}
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="opslab-grade-") as tmp:
-        try:
-            subprocess.run(
-                [otter_bin(), "run", "--no-logo", "-a", str(autograder_zip), "-o", tmp, notebook],
-                check=True,
-                capture_output=True,
-                timeout=SUBMISSION_TIMEOUT,
-            )
-            results = json.loads(Path(tmp, "results.json").read_text())
-        except (subprocess.SubprocessError, OSError, ValueError) as exc:
-            log.warning("could not grade %s: %s", notebook.name, exc)
-            row["error"] = type(exc).__name__
-            results = {"tests": []}
-    for test in results["tests"]:
-        if test.get("max_score") is not None:
-            row[test["name"]] = test["score"]
-            row[f"{test['name']} max"] = test["max_score"]
-    row["seconds"] = round(time.monotonic() - started, 1)
+def grade_one(
+    notebook: Path, autograder_zip: Path, hidden: list[str] | None = None
+) -> dict[str, object]:
+    """One submission's row: each question's score and maximum (from the assignment), time."""
+    tests = submission.questions(autograder_zip)
+    graded = _graded(notebook, tests, hidden or submission.hidden_paths(notebook.parent))
+    row: dict[str, object] = {"submission": graded.submission}
+    for question in tests:
+        row[question.name] = graded.scores.get(question.name, 0.0)
+        row[f"{question.name} max"] = question.points
+    row["seconds"] = graded.seconds
+    if graded.notes:
+        row["notes"] = "; ".join(graded.notes)
+    if graded.error:
+        row["error"] = graded.error
     return row
 
 
-def grade(submissions: Path, autograder_zip: Path, workers: int = 2) -> pd.DataFrame:
-    """Every *.ipynb in `submissions`: one row each, question scores, total and percentage."""
+def _graded(notebook: Path, tests: list[submission.Question], hidden: list[str]) -> Graded:
+    """One submission, graded in a sandbox by a judge of its own (see `opslab.sandbox`)."""
+    graded = submission.grade_notebook(notebook, tests, hidden)
+    if graded.error:
+        log.warning("could not grade %s: %s", notebook.name, graded.error)
+    return graded
+
+
+def grade(
+    submissions: Path, autograder_zip: Path, workers: int = 2, feedback: Path | None = None
+) -> pd.DataFrame:
+    """Every *.ipynb in `submissions`: one row each, question scores, total and percentage.
+
+    Each question's maximum comes from the assignment (the autograder zip), never from the
+    submissions; `feedback` (a folder) receives one text file per submission.
+    """
+    tests = submission.questions(autograder_zip)
+    maxima = {q.name: q.points for q in tests}
+    hidden = submission.hidden_paths(submissions, *([feedback] if feedback else []))
     notebooks = sorted(submissions.glob("*.ipynb"))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        rows = list(pool.map(lambda nb: grade_one(nb, autograder_zip), notebooks))
-    table = pd.DataFrame(rows).set_index("submission")
-    maxima = {c[: -len(" max")]: table[c].max() for c in table.columns if c.endswith(" max")}
-    scores = table[list(maxima)].fillna(0.0)
+        results = list(pool.map(lambda nb: _graded(nb, tests, hidden), notebooks))
+    rows = [{"submission": g.submission, **g.scores} for g in results]
+    scores = pd.DataFrame(rows, columns=["submission", *maxima]).set_index("submission")
+    scores = scores.fillna(0.0)
     scores["total"] = scores.sum(axis=1)
     scores["percent"] = (100 * scores["total"] / sum(maxima.values())).round(1)
-    scores["seconds"] = table["seconds"]
-    if "error" in table:
-        scores["error"] = table["error"]
+    scores["seconds"] = [g.seconds for g in results]
+    scores["notes"] = ["; ".join(g.notes) for g in results]
+    scores["error"] = [g.error for g in results]
     scores.attrs["max"] = maxima
+    if feedback is not None:
+        write_feedback(feedback, results, maxima)
     return scores
+
+
+def write_feedback(folder: Path, results: list[Graded], maxima: dict[str, float]) -> None:
+    """One text file per submission: the score of each question, each check's verdict, notes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for graded in results:
+        total = sum(graded.scores.values())
+        lines = [f"{graded.submission}: {total:g} / {sum(maxima.values()):g} points", ""]
+        lines += [f"{q}: {graded.scores.get(q, 0):g} / {m:g}" for q, m in maxima.items()]
+        lines += ["", *graded.feedback, "", *graded.notes]
+        if graded.error:
+            lines.append(f"not graded: {graded.error}")
+        (folder / f"{graded.submission}.txt").write_text("\n".join(lines).rstrip() + "\n")
 
 
 def summary(scores: pd.DataFrame) -> pd.DataFrame:
     """Per question: points available, mean score, and how many submissions got full marks."""
-    questions = [c for c in scores.columns if c.startswith("q")]
-    maxima = pd.Series(scores.attrs.get("max") or scores[questions].max().to_dict())
+    maxima = pd.Series(scores.attrs["max"])
+    questions = list(maxima.index)
     return pd.DataFrame(
         {
             "points": maxima,
@@ -150,7 +177,7 @@ def plot(scores: pd.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    questions = [c for c in scores.columns if c.startswith("q")]
+    questions = list(scores.attrs["max"])
     ax = scores[questions].plot.bar(figsize=(9, 4), rot=0)
     ax.set_ylabel("points")
     ax.set_title("Review questions: score per submission")
@@ -175,10 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         for master in sorted(SOLUTIONS.glob("*.ipynb")):
             log.info("%s -> %s", master.name, assign(master))
         return 0
-    scores = grade(args.submissions, args.autograder)
+    feedback = args.out.with_name(args.out.stem + "-feedback")
+    try:
+        scores = grade(args.submissions, args.autograder, feedback=feedback)
+    except submission.GradingUnavailable as exc:
+        log.error("cannot grade here: %s (learner code is never run outside the sandbox)", exc)
+        return 2
     scores.to_csv(args.out)
     log.info("%s\n\n%s", scores.to_string(), summary(scores).to_string())
-    log.info("wrote %s and %s", args.out, plot(scores, args.out.with_suffix(".png")))
+    log.info("wrote %s, %s and %s/", args.out, plot(scores, args.out.with_suffix(".png")), feedback)
     return 0
 
 

@@ -24,6 +24,7 @@ import jinja2
 from opslab import pidfiles
 from opslab.caps import BROTLI_MODULE, MissingCapability, find_binary, install_hint, tool_version
 from opslab.procs import ManagedProcess, ProcessError, free_port
+from opslab.sandbox import confine
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,13 @@ class Nginx(ManagedProcess):
         version = tuple(int(part) for part in re.findall(r"\d+", nginx_version(binary) or "0"))
         self._early_log = ["-e", str(self.error_log)] if version >= EARLY_ERROR_LOG_FLAG else []
         self.cmd = [*self._base_cmd(self.conf_path), "-g", "daemon off;"]
+        # When a submission is graded its config is learner input: nginx runs as its user.
+        confine.hand_over(self.prefix)
 
     def _base_cmd(self, conf: Path) -> list[str]:
-        return [self.binary, "-p", f"{self.prefix}/", "-c", str(conf), *self._early_log]
+        return confine.wrap(
+            [self.binary, "-p", f"{self.prefix}/", "-c", str(conf), *self._early_log]
+        )
 
     @property
     def url(self) -> str:

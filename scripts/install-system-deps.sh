@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the course drives for real: nginx (+ Brotli), Prometheus,
-# podman (a Docker-API engine without a daemon), runc, debootstrap, tini, and Chromium
-# (the browser test of the published book).
+# podman (a Docker-API engine without a daemon), runc, debootstrap, tini, bubblewrap (the
+# grading sandbox) and Chromium (the browser test of the published book).
 # Root or sudo: installs with apt. Otherwise: prints what to install and exits 0,
 # so a learner without root can still run everything that does not need these tools.
 set -euo pipefail
@@ -10,6 +10,7 @@ APT_PACKAGES=(
   nginx libnginx-mod-http-brotli-filter
   prometheus
   podman runc debootstrap tini
+  bubblewrap util-linux
   chromium
   openssl git make curl
 )

@@ -9,6 +9,7 @@ short secret, and never shows the secrets in its repr.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from opslab.grading.common import (
     require_answer,
     time_limit,
 )
+from opslab.sandbox.remote import learner_side
 
 LIMIT_SECONDS = 5.0
 Loader = Callable[..., Any]
@@ -78,11 +80,18 @@ def _process_env(env: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+@learner_side
+def call_in_process_env(load_config: Loader, env: Mapping[str, str]) -> Any:
+    """`load_config()` with `env` in the process environment of the learner's code."""
+    with _process_env(env):
+        return load_config()
+
+
 @friendly
 def check_loads_from_process_env(load_config: Loader, env: Mapping[str, str]) -> None:
     """Called without arguments, the loader reads the process environment."""
-    with _process_env(env):
-        _loaded(load_config, env)
+    require_answer(load_config, "load_config function")
+    _loaded(functools.partial(call_in_process_env, load_config, env), env)
 
 
 @friendly

@@ -40,6 +40,7 @@ import httpx
 from opslab.caps import MissingCapability, find_binary, install_hint, strict_mode
 from opslab.grading.common import CheckFailed, friendly, require_answer
 from opslab.grading.dockerfile import parse_dockerfile
+from opslab.sandbox.remote import host_network
 
 CONTEXT = Path(__file__).with_name("q1b_context")
 PYTHON_LIKE = "localhost/opslab-python-like:3.11-bookworm"
@@ -338,6 +339,7 @@ def build_and_run(text: str) -> RunReport:
     return report
 
 
+@host_network  # the judge runs it in the host's network: the engine needs the mirror for apt
 @friendly
 def check_dockerfile_runs(text: object) -> None:
     """Build the Dockerfile, run it, GET /healthz, check non-root and a fast stop (podman).

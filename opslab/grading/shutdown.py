@@ -24,6 +24,7 @@ import httpx
 
 from opslab.grading.common import CheckFailed, friendly, require_answer
 from opslab.procs import free_port
+from opslab.sandbox import confine
 
 START_SECONDS = 10.0
 UNANSWERED = " (Not answered yet? The code has no signal handler.)"
@@ -52,12 +53,16 @@ def learner_server(source: object, *args: str) -> Iterator[tuple[subprocess.Pope
     if not isinstance(source, str):
         raise CheckFailed("`server_source` should be a string holding the server's Python code.")
     with tempfile.TemporaryDirectory(prefix="opslab-grading-") as tmp:
-        script, log = Path(tmp, "server.py"), Path(tmp, "server.log")
+        # The log stays outside the folder the server may write: no symlink can redirect it.
+        work, log = Path(tmp, "work"), Path(tmp, "server.log")
+        work.mkdir()
+        script = work / "server.py"
         script.write_text(source)
         port = free_port()
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, str(script), str(port), *args],
+        command = confine.server_command([sys.executable, script, str(port), *args], work)
+        with log.open("wb") as out:  # confined when grading: the learner's user, no network
+            proc = confine.ConfinedPopen(
+                command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
