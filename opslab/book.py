@@ -7,7 +7,8 @@ the toc) and writes `_build/instructor/_build/html`. Launch-button URLs come fro
 environment, so an instructor publishes for their own repository and JupyterHub without
 editing the config:
 
-- OPSLAB_REPOSITORY_URL: the repository (default: the git remote "origin"; none: no buttons);
+- OPSLAB_REPOSITORY_URL: the repository, i.e. the learner distribution (`make learner-dist`);
+  unset: no buttons in the learner book (the instructor book defaults to the git origin);
 - OPSLAB_BINDERHUB_URL: the BinderHub (default: `_config.yml`'s, https://mybinder.org);
 - OPSLAB_JUPYTERHUB_URL: a JupyterHub with nbgitpuller (default: none, no button).
 """
@@ -65,6 +66,13 @@ def git_origin(root: Path = ROOT) -> str | None:
     return url.removesuffix(".git")
 
 
+def launch_origin(instructor: bool, root: Path = ROOT) -> str | None:
+    """The default repository for launch buttons: the origin for the (private) instructor book
+    only. This repository holds the solutions and the hidden tests, so the learner book's
+    buttons point only where OPSLAB_REPOSITORY_URL says (the learner distribution)."""
+    return git_origin(root) if instructor else None
+
+
 def book_config(
     base: Mapping[str, Any], env: Mapping[str, str], *, origin: str | None, execute: bool = True
 ) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def book_config(
     launch["jupyterhub_url"] = env.get("OPSLAB_JUPYTERHUB_URL", launch.get("jupyterhub_url", ""))
     if not repository["url"]:
         # Jupyter Book refuses repository and launch buttons without a repository URL.
-        log.warning("no repository URL (OPSLAB_REPOSITORY_URL or git origin): no launch buttons")
+        log.warning("no repository URL (OPSLAB_REPOSITORY_URL): no launch buttons")
         config.setdefault("html", {})["use_repository_button"] = False
         launch["binderhub_url"] = launch["jupyterhub_url"] = ""
     if not execute:
@@ -174,8 +182,9 @@ def build(
     flavour = "instructor" if instructor else "learner"
     out = out or (INSTRUCTOR_OUT if instructor else root)
     config = book_config(
-        load_yaml(root / "_config.yml"), os.environ, origin=git_origin(root), execute=execute
-    )
+        load_yaml(root / "_config.yml"), os.environ, origin=launch_origin(instructor, root),
+        execute=execute,
+    )  # fmt: skip
     toc = load_yaml(root / "_toc.yml")
     if instructor:
         toc = instructor_toc(toc, root)

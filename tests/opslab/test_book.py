@@ -37,6 +37,13 @@ def test_book_config_uses_the_git_origin_by_default() -> None:
     assert config["html"]["use_repository_button"] is True
 
 
+def test_learner_book_never_defaults_to_the_origin_holding_the_solutions(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "remote", "add", "origin", "git@github.com:acme/ops-lab.git")
+    assert book.launch_origin(False, tmp_path) is None
+    assert book.launch_origin(True, tmp_path) == "https://github.com/acme/ops-lab"
+
+
 def test_book_config_without_repository_turns_buttons_off() -> None:
     config = book.book_config(BASE, {"OPSLAB_JUPYTERHUB_URL": "https://hub"}, origin=None)
     assert config["html"]["use_repository_button"] is False
