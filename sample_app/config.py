@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = "info"
     metrics_enabled: bool = Field(True, description="Record request metrics and serve /metrics")
+    # The image listens on 0.0.0.0 without nginx: /metrics (routes, traffic, errors)
+    # is for the scraper on a private network, not for the internet.
+    metrics_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        description="Client networks /metrics answers; others get 403",
+    )
 
     # Timeouts, in seconds. Go's http.Server has read/write/idle timeouts; their Python
     # counterparts: idle -> uvicorn keep-alive, request -> the app's own deadline (504),
@@ -101,10 +107,10 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "metrics_allowed_networks", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        """ALLOWED_ORIGINS is a comma-separated list in the environment."""
+        """ALLOWED_ORIGINS and METRICS_ALLOWED_NETWORKS are comma-separated lists."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

@@ -113,3 +113,12 @@ def test_template_passes_nginx_test_with_real_paths(nginx: Nginx, tmp_path: Path
     ok, output = nginx.test(nginx.config(APP_TEMPLATE.read_text(), **values))
 
     assert ok, output
+
+
+def test_template_serves_metrics_to_loopback_only() -> None:
+    conf = render(APP_TEMPLATE.read_text(), **VALUES)
+
+    block = conf.split("location = /metrics {", 1)[1].split("}", 1)[0]
+    assert "allow 127.0.0.1;" in block
+    assert block.rstrip().splitlines()[-1].strip() == "proxy_pass http://app;"
+    assert "deny all;" in block
