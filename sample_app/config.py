@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         0.0, ge=0, description="After SIGTERM, answer /ready with 503 this long before closing"
     )
 
+    # The app is reachable without nginx (the image listens on 0.0.0.0:8080): it
+    # bounds request bodies itself, as nginx's client_max_body_size does in front.
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest request body accepted; larger ones get 413"
+    )
+
     data_dir: Path = Path("data")
     database_url: str = ""
     db_max_open_conns: int = Field(10, ge=1)

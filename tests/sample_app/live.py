@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 @contextmanager
-def serve(app: FastAPI) -> Iterator[tuple[str, int]]:
+def serve(app: ASGIApp) -> Iterator[tuple[str, int]]:
     """Serve `app` on a free loopback port until the block ends; yields (host, port)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,3 +51,20 @@ def raw_exchange(address: tuple[str, int], data: bytes, timeout: float = 10.0) -
         while chunk := conn.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+class ReadCounter:
+    """Wraps an ASGI app and counts the request-body bytes the app took from the server."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.read = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counting() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                self.read += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counting if scope["type"] == "http" else receive, send)
