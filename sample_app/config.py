@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         1024 * 1024, ge=1, description="Largest request body accepted; larger ones get 413"
     )
 
+    # Chat: what one anonymous client can make the server hold or do (see chat.py).
+    chat_queue_size: int = Field(100, ge=1, description="Undelivered messages per stream")
+    chat_max_streams: int = Field(100, ge=1, description="Open chat streams in all")
+    chat_max_streams_per_client: int = Field(5, ge=1, description="Open streams per client")
+    chat_post_rate: float = Field(1.0, gt=0, description="Chat posts per second per client")
+    chat_post_burst: int = Field(10, ge=1, description="Chat posts a client may send at once")
+
     data_dir: Path = Path("data")
     database_url: str = ""
     db_max_open_conns: int = Field(10, ge=1)

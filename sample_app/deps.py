@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from sample_app.config import Settings
 from sample_app.db import Todo
 from sample_app.lifecycle import Lifecycle
+from sample_app.ratelimit import enforce
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -39,3 +40,8 @@ def get_todo_or_404(todo_id: int, session: SessionDep) -> Todo:
 
 
 TodoDep = Annotated[Todo, Depends(get_todo_or_404)]
+
+
+def limit_chat_posts(request: Request) -> None:
+    """429 when this client posts faster than CHAT_POST_RATE (bursts of CHAT_POST_BURST)."""
+    enforce(request.app.state.chat_posts, request)

@@ -18,6 +18,7 @@ from sample_app.db import Database
 from sample_app.lifecycle import Lifecycle
 from sample_app.metrics import MetricsMiddleware, metrics_endpoint
 from sample_app.middleware import InstanceHeaderMiddleware, ResponseDeadlineMiddleware
+from sample_app.ratelimit import RateLimiter
 from sample_app.routes import chat, debug, health, todos_api, ui
 from sample_app.security import add_security
 
@@ -55,7 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = database
     app.state.lifecycle = lifecycle
-    app.state.chat = ChatRoom()
+    app.state.chat = ChatRoom(
+        settings.chat_queue_size, settings.chat_max_streams, settings.chat_max_streams_per_client
+    )
+    app.state.chat_posts = RateLimiter(settings.chat_post_rate, settings.chat_post_burst)
 
     for router in (health.router, todos_api.router, chat.router, ui.router):
         app.include_router(router)

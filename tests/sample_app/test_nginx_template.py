@@ -122,3 +122,18 @@ def test_template_serves_metrics_to_loopback_only() -> None:
     assert "allow 127.0.0.1;" in block
     assert block.rstrip().splitlines()[-1].strip() == "proxy_pass http://app;"
     assert "deny all;" in block
+
+
+def _location(conf: str, head: str) -> str:
+    return conf.split(f"location {head} {{", 1)[1].split("}", 1)[0]
+
+
+def test_template_limits_every_write_and_the_stream() -> None:
+    conf = render(APP_TEMPLATE.read_text(), **VALUES)
+
+    assert "limit_req zone=api " in _location(conf, "/api/")  # every method
+    assert "limit_req zone=writes " in _location(conf, "/")  # forms and chat posts
+    assert "limit_conn streams 5;" in _location(conf, "= /chat/stream")
+    key_map = conf.split("map $request_method $write_limit_key {", 1)[1].split("}", 1)[0]
+    assert 'GET      "";' in key_map  # reads are not counted
+    assert "default  $binary_remote_addr;" in key_map
