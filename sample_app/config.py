@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -106,7 +106,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     database_url: str = ""
     db_max_open_conns: int = Field(10, ge=1)
-    db_max_idle_conns: int = Field(5, ge=0)
+    # At least 1: SQLAlchemy reads pool_size=0 as "no limit at all".
+    db_max_idle_conns: int = Field(5, ge=1, description="At most DB_MAX_OPEN_CONNS")
     db_conn_max_lifetime: float = Field(1800.0, gt=0)
 
     session_secret: SecretStr | None = None
@@ -127,6 +128,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _idle_within_open(self) -> Settings:
+        """More idle than open connections would silently raise the open cap."""
+        if self.db_max_idle_conns > self.db_max_open_conns:
+            raise ValueError(
+                f"DB_MAX_IDLE_CONNS ({self.db_max_idle_conns}) must not exceed "
+                f"DB_MAX_OPEN_CONNS ({self.db_max_open_conns})"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_app.config import Settings
@@ -216,7 +217,11 @@ class CSRFMiddleware:
         token = CSRFToken(self.protection, cookie_value)
         scope.setdefault("state", {})["csrf"] = token
 
-        if scope["method"] in UNSAFE_METHODS and not scope["path"].startswith(CSRF_EXEMPT_PREFIXES):
+        if (
+            scope["method"] in UNSAFE_METHODS
+            and not scope["path"].startswith(CSRF_EXEMPT_PREFIXES)
+            and _routed(scope)
+        ):
             problem, receive = await self.check(headers, receive, cookie_value)
             if problem is DISCONNECTED:
                 return  # the client left mid-body: nothing to answer, nothing to run
@@ -256,6 +261,18 @@ class CSRFMiddleware:
         if not self.protection.token_matches(sent, cookie_value):
             return "CSRF token invalid or expired: reload the page and try again", receive
         return None, receive
+
+
+def _routed(scope: Scope) -> bool:
+    """Does a route take this method at this path?
+
+    If not, the router answers 404 or 405 and no handler runs: there is nothing to
+    protect, and the client should learn the real error, not "CSRF token missing".
+    """
+    routes = getattr(getattr(scope.get("app"), "router", None), "routes", None)
+    if routes is None:
+        return True  # no route table to consult: check, to be safe
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
 
 
 def _media_type(headers: Headers) -> str:

@@ -13,7 +13,7 @@ from sample_app.deps import LifecycleDep, limit_chat_posts
 from sample_app.lifecycle import Lifecycle
 from sample_app.metrics import CHAT_MESSAGES, SSE_STREAMS_OPEN
 from sample_app.ratelimit import client_key
-from sample_app.routes.todos_api import require_json
+from sample_app.routes.todos_api import BODY_ERRORS, require_json
 
 PING_SECONDS = 15.0
 router = APIRouter(tags=["chat"])
@@ -97,7 +97,7 @@ async def stream(
     "/api/chat/messages",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_json), Depends(limit_chat_posts)],
-    responses={429: {"description": "Posting faster than CHAT_POST_RATE"}},
+    responses={**BODY_ERRORS, 429: {"description": "Posting faster than CHAT_POST_RATE"}},
 )
 async def post_message(data: ChatIn, room: ChatRoom = Depends(get_room)) -> dict[str, object]:
     """Publish a chat message to every open stream (async: the room lives on the event loop)."""
