@@ -92,3 +92,12 @@ def test_burst_of_chat_posts_gets_429(settings: Settings) -> None:
     assert sum(r.status_code == 201 for r in codes) <= 11  # the burst, plus a refill
     assert len(refused) >= 19
     assert int(refused[0].headers["retry-after"]) >= 1
+
+
+def test_burst_of_chat_form_posts_gets_429(settings: Settings) -> None:
+    settings = settings.model_copy(update={"chat_post_rate": 1.0, "chat_post_burst": 5})
+    with TestClient(create_app(settings)) as client:
+        token = client.get("/chat").text.split('name="csrf_token" value="', 1)[1].split('"')[0]
+        form = {"author": "b", "text": "hi", "csrf_token": token}
+        codes = [client.post("/chat/messages", data=form).status_code for _ in range(15)]
+    assert codes.count(429) >= 9  # the HTML form shares the API's per-client limit
