@@ -166,6 +166,18 @@ def test_proxy_caches_only_fingerprinted_static_files_for_a_year(proxy: AppProxy
     assert "immutable" not in plain.headers["cache-control"]
 
 
+def test_proxy_does_not_cache_a_missing_fingerprinted_file(proxy: AppProxy) -> None:
+    hashed = proxy.manifest["css/app.css"]
+    missing = re.sub(r"\.[0-9a-f]{12}\.", ".0123456789ab.", hashed)
+    with proxy.client() as client:
+        gone = client.get(f"/static/{missing}")
+        present = client.get(f"/static/{hashed}")
+
+    assert gone.status_code == 404
+    assert "immutable" not in gone.headers.get("cache-control", "")  # was: a year
+    assert present.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
 @pytest.mark.parametrize("path", ["/static/css/app.css", "/static/missing.css"])
 def test_proxy_static_responses_carry_security_headers(proxy: AppProxy, path: str) -> None:
     with proxy.client() as client:
