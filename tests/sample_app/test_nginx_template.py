@@ -137,3 +137,12 @@ def test_template_limits_every_write_and_the_stream() -> None:
     key_map = conf.split("map $request_method $write_limit_key {", 1)[1].split("}", 1)[0]
     assert 'GET      "";' in key_map  # reads are not counted
     assert "default  $binary_remote_addr;" in key_map
+
+
+def test_template_closes_idle_upstream_connections_before_the_app() -> None:
+    conf = render(APP_TEMPLATE.read_text(), **VALUES)
+
+    upstream = conf.split("upstream app {", 1)[1].split("}", 1)[0]
+    found = re.search(r"^\s*keepalive_timeout (\d+)s;", upstream, re.MULTILINE)
+    nginx_seconds = int(found.group(1)) if found else 60  # nginx's default
+    assert nginx_seconds < Settings(_env_file=None).idle_timeout  # was 60 > 5
