@@ -42,6 +42,8 @@ MAIN_TEMPLATE = """\
 {% if user %}user {{ user }};  # the master runs as root: keep the workers as this user
 {% endif -%}
 worker_processes {{ worker_processes }};
+# Each proxied connection uses two descriptors (client and upstream), plus files served.
+worker_rlimit_nofile 1024;
 pid {{ prefix }}/nginx.pid;
 error_log {{ prefix }}/logs/error.log {{ error_log_level }};
 

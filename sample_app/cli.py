@@ -68,8 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        timeout_keep_alive=int(settings.idle_timeout),
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        # Seconds, fractions kept: int() made SHUTDOWN_TIMEOUT=0.5 mean no grace at all.
+        timeout_keep_alive=settings.idle_timeout,  # type: ignore[arg-type]  # float works
+        timeout_graceful_shutdown=settings.shutdown_timeout,  # type: ignore[arg-type]
         # With several workers uvicorn stops everything if a new worker has not finished
         # starting within this many seconds (default 5): too short for a loaded small machine.
         timeout_worker_healthcheck=WORKER_START_TIMEOUT,

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     log_level: LogLevel = "info"
     metrics_enabled: bool = Field(True, description="Record request metrics and serve /metrics")
+    # The image listens on 0.0.0.0 without nginx: /metrics (routes, traffic, errors)
+    # is for the scraper on a private network, not for the internet.
+    metrics_allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        description="Client networks /metrics answers; others get 403",
+    )
 
     # Timeouts, in seconds. Go's http.Server has read/write/idle timeouts; their Python
     # counterparts: idle -> uvicorn keep-alive, request -> the app's own deadline (504),
@@ -84,10 +90,24 @@ class Settings(BaseSettings):
         0.0, ge=0, description="After SIGTERM, answer /ready with 503 this long before closing"
     )
 
+    # The app is reachable without nginx (the image listens on 0.0.0.0:8080): it
+    # bounds request bodies itself, as nginx's client_max_body_size does in front.
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest request body accepted; larger ones get 413"
+    )
+
+    # Chat: what one anonymous client can make the server hold or do (see chat.py).
+    chat_queue_size: int = Field(100, ge=1, description="Undelivered messages per stream")
+    chat_max_streams: int = Field(100, ge=1, description="Open chat streams in all")
+    chat_max_streams_per_client: int = Field(5, ge=1, description="Open streams per client")
+    chat_post_rate: float = Field(1.0, gt=0, description="Chat posts per second per client")
+    chat_post_burst: int = Field(10, ge=1, description="Chat posts a client may send at once")
+
     data_dir: Path = Path("data")
     database_url: str = ""
     db_max_open_conns: int = Field(10, ge=1)
-    db_max_idle_conns: int = Field(5, ge=0)
+    # At least 1: SQLAlchemy reads pool_size=0 as "no limit at all".
+    db_max_idle_conns: int = Field(5, ge=1, description="At most DB_MAX_OPEN_CONNS")
     db_conn_max_lifetime: float = Field(1800.0, gt=0)
 
     session_secret: SecretStr | None = None
@@ -101,13 +121,23 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     sentry_dsn: SecretStr | None = None
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "metrics_allowed_networks", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
-        """ALLOWED_ORIGINS is a comma-separated list in the environment."""
+        """ALLOWED_ORIGINS and METRICS_ALLOWED_NETWORKS are comma-separated lists."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _idle_within_open(self) -> Settings:
+        """More idle than open connections would silently raise the open cap."""
+        if self.db_max_idle_conns > self.db_max_open_conns:
+            raise ValueError(
+                f"DB_MAX_IDLE_CONNS ({self.db_max_idle_conns}) must not exceed "
+                f"DB_MAX_OPEN_CONNS ({self.db_max_open_conns})"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

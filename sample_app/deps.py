@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy.orm import Session
 
 from sample_app.config import Settings
 from sample_app.db import Todo
 from sample_app.lifecycle import Lifecycle
+from sample_app.ratelimit import enforce
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -30,7 +31,13 @@ SessionDep = Annotated[Session, Depends(get_session)]
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]
 
 
-def get_todo_or_404(todo_id: int, session: SessionDep) -> Todo:
+# SQLite (and most databases) store ids as signed 64-bit integers: a larger id makes the
+# driver raise OverflowError (a 500). Bounding the path parameter makes it a 422.
+MAX_ID = 2**63 - 1
+TodoId = Annotated[int, Path(ge=1, le=MAX_ID, description="A todo's id")]
+
+
+def get_todo_or_404(todo_id: TodoId, session: SessionDep) -> Todo:
     """The todo with this id, or a 404 that says which id was missing."""
     todo = session.get(Todo, todo_id)
     if todo is None:
@@ -39,3 +46,8 @@ def get_todo_or_404(todo_id: int, session: SessionDep) -> Todo:
 
 
 TodoDep = Annotated[Todo, Depends(get_todo_or_404)]
+
+
+def limit_chat_posts(request: Request) -> None:
+    """429 when this client posts faster than CHAT_POST_RATE (bursts of CHAT_POST_BURST)."""
+    enforce(request.app.state.chat_posts, request)

@@ -15,9 +15,15 @@ from sample_app.buildinfo import get_build_info
 from sample_app.chat import ChatRoom
 from sample_app.config import ConfigError, Settings, get_settings
 from sample_app.db import Database
+from sample_app.errors import install_error_handlers
 from sample_app.lifecycle import Lifecycle
 from sample_app.metrics import MetricsMiddleware, metrics_endpoint
-from sample_app.middleware import InstanceHeaderMiddleware, ResponseDeadlineMiddleware
+from sample_app.middleware import (
+    AllowedMethodsMiddleware,
+    InstanceHeaderMiddleware,
+    ResponseDeadlineMiddleware,
+)
+from sample_app.ratelimit import RateLimiter
 from sample_app.routes import chat, debug, health, todos_api, ui
 from sample_app.security import add_security
 
@@ -55,7 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = database
     app.state.lifecycle = lifecycle
-    app.state.chat = ChatRoom()
+    app.state.chat = ChatRoom(
+        settings.chat_queue_size, settings.chat_max_streams, settings.chat_max_streams_per_client
+    )
+    app.state.chat_posts = RateLimiter(settings.chat_post_rate, settings.chat_post_burst)
 
     for router in (health.router, todos_api.router, chat.router, ui.router):
         app.include_router(router)
@@ -66,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     # Added last runs first: metrics see every response, including the deadline's 504.
+    install_error_handlers(app)
+    app.add_middleware(AllowedMethodsMiddleware)
     app.add_middleware(ResponseDeadlineMiddleware, timeout=settings.request_timeout)
     add_security(app, settings)
     instance = settings.instance_id or f"{socket.gethostname()}:{settings.port}"

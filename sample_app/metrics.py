@@ -1,7 +1,12 @@
 """Prometheus metrics: request count and latency by route template, plus business metrics.
 
-Labels use the matched *route template* (`/api/todos/{todo_id}`), never the raw path:
-one time series per URL would grow without bound. With several uvicorn workers, set
+Every label value is drawn from a fixed set, never copied from the request: the
+matched *route template* (`/api/todos/{todo_id}`), never the raw path (one series
+per URL would grow without bound); the method from an allow-list (h11, the
+default HTTP parser of plain `uvicorn`, accepts any token as a method: a flood of
+made-up ones would otherwise make a series each); the status as a valid code.
+
+With several uvicorn workers, set
 PROMETHEUS_MULTIPROC_DIR (an empty directory) before start: each worker then writes
 its samples to files there and `/metrics` aggregates all of them.
 """
@@ -10,6 +15,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,7 +29,7 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +37,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # "fraction of requests under the SLO" an exact query rather than an interpolation.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 UNMATCHED_ROUTE = "<unmatched>"
+OTHER = "other"
+# RFC 9110 methods plus PATCH (RFC 5789): anything else is counted as "other".
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
 
 REQUESTS = Counter("http_requests_total", "HTTP requests handled", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -49,6 +61,16 @@ CHAT_MESSAGES = Counter("chat_messages_total", "Chat messages published")
 
 # Streams stay open for minutes: their duration would swamp the latency histogram.
 UNTIMED_ROUTES = frozenset({"/chat/stream"})
+
+
+def method_label(method: str) -> str:
+    """The method if it is a standard one, else "other"."""
+    return method if method in KNOWN_METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    """The status code as a label: a valid code (100-599), else "other"."""
+    return str(status) if 100 <= status <= 599 else OTHER
 
 
 def route_label(scope: Scope, request_scope: Scope | None = None) -> str:
@@ -96,8 +118,8 @@ class MetricsMiddleware:
         finally:
             IN_PROGRESS.dec()
             route = route_label(scope, request_scope)
-            method = scope["method"]
-            REQUESTS.labels(method, route, str(status)).inc()
+            method = method_label(scope["method"])
+            REQUESTS.labels(method, route, status_label(status)).inc()
             if route not in UNTIMED_ROUTES:
                 LATENCY.labels(method, route).observe(time.perf_counter() - start)
 
@@ -111,9 +133,24 @@ def metrics_registry() -> CollectorRegistry:
     return REGISTRY
 
 
-async def metrics_endpoint(_request: Request) -> Response:
-    """Prometheus text exposition of all metrics."""
+def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text exposition of all metrics, for clients in METRICS_ALLOWED_NETWORKS.
+
+    A plain `def`: Starlette runs it in its thread pool, so rendering (or reading a
+    multiprocess directory) never stalls the event loop that serves other requests.
+    """
+    if not client_allowed(request, request.app.state.settings.metrics_allowed_networks):
+        return PlainTextResponse("metrics are for the scraper only", status_code=403)
     return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
+
+
+def client_allowed(request: Request, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    """Is the client (as uvicorn reports it, X-Forwarded-For applied) in one of `networks`?"""
+    try:
+        address = ip_address(request.client.host if request.client else "")
+    except ValueError:  # a test client's "testclient", or a Unix socket peer
+        return False
+    return any(address in network for network in networks)
 
 
 def mark_worker_dead(pid: int) -> None:

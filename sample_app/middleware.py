@@ -1,4 +1,4 @@
-"""Small pure-ASGI middlewares: instance identification and a response deadline."""
+"""Small pure-ASGI middlewares: instance identification, a response deadline, Allow."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import asyncio
 import contextlib
 import json
 
+from starlette.datastructures import MutableHeaders
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from sample_app.metrics import KNOWN_METHODS
 
 
 class InstanceHeaderMiddleware:
@@ -75,3 +79,48 @@ async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
+
+
+class AllowedMethodsMiddleware:
+    """OPTIONS answers 204 with every method the path takes; a 405 lists them all too.
+
+    Starlette's router answers for the first route whose path matches, so its `Allow`
+    named that route's methods only (GET on /api/todos/{todo_id}, which also takes
+    PATCH and DELETE), and OPTIONS was a 405. Worked out only for those two cases.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allowed = allowed_methods(scope) if scope["method"] == "OPTIONS" else set()
+        if allowed and "OPTIONS" not in allowed:
+            headers = [(b"allow", _allow(allowed)), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            refused = message["type"] == "http.response.start" and message["status"] == 405
+            if refused and (methods := allowed_methods(scope)):
+                MutableHeaders(scope=message)["allow"] = _allow(methods).decode()
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+def allowed_methods(scope: Scope) -> set[str]:
+    """The methods some route of the app takes at this request's path."""
+    routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
+    return {
+        method
+        for method in KNOWN_METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    }
+
+
+def _allow(methods: set[str]) -> bytes:
+    return ", ".join(sorted(methods | {"OPTIONS"})).encode()

@@ -29,8 +29,10 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import FastAPI
 from itsdangerous import BadData, URLSafeTimedSerializer
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request, cookie_parser
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_app.config import Settings
@@ -44,6 +46,7 @@ CSRF_MAX_AGE = 7 * 24 * 3600  # a tab left open for a week still submits
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_EXEMPT_PREFIXES = ("/api/",)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+DISCONNECTED = "client disconnected"
 
 CSP = "; ".join(
     (
@@ -214,9 +217,14 @@ class CSRFMiddleware:
         token = CSRFToken(self.protection, cookie_value)
         scope.setdefault("state", {})["csrf"] = token
 
-        if scope["method"] in UNSAFE_METHODS and not scope["path"].startswith(CSRF_EXEMPT_PREFIXES):
-            body, receive = await _buffer_body(receive)
-            problem = self.check(headers, body, cookie_value)
+        if (
+            scope["method"] in UNSAFE_METHODS
+            and not scope["path"].startswith(CSRF_EXEMPT_PREFIXES)
+            and _routed(scope)
+        ):
+            problem, receive = await self.check(headers, receive, cookie_value)
+            if problem is DISCONNECTED:
+                return  # the client left mid-body: nothing to answer, nothing to run
             if problem:
                 log.warning("CSRF check failed: %s %s: %s", scope["method"], scope["path"], problem)
                 await forbidden(headers, problem)(scope, receive, send)
@@ -232,35 +240,63 @@ class CSRFMiddleware:
 
         await self.app(scope, receive, send_wrapper)
 
-    def check(self, headers: Headers, body: bytes, cookie_value: str | None) -> str | None:
-        """Why this request must be refused, or None."""
+    async def check(
+        self, headers: Headers, receive: Receive, cookie_value: str | None
+    ) -> tuple[str | None, Receive]:
+        """Why this request must be refused (or None), and the `receive` to pass on.
+
+        The cheap checks come first: a foreign Origin is refused before a byte of the
+        body is read, and a token in the header means the body is never read here.
+        """
         if not self.protection.origin_allowed(headers):
-            return "cross-origin request refused (Origin does not match this site)"
-        sent = headers.get(CSRF_HEADER) or _form_field(headers, body, CSRF_FIELD)
+            return "cross-origin request refused (Origin does not match this site)", receive
+        sent = headers.get(CSRF_HEADER)
+        if not sent and _media_type(headers) == FORM_MEDIA_TYPE:
+            body, receive = await _buffer_body(receive)  # bounded by MAX_BODY_BYTES
+            if body is None:
+                return DISCONNECTED, receive
+            sent = _form_field(body, CSRF_FIELD)
         if not sent:
-            return "CSRF token missing: reload the page and try again"
+            return "CSRF token missing: reload the page and try again", receive
         if not self.protection.token_matches(sent, cookie_value):
-            return "CSRF token invalid or expired: reload the page and try again"
-        return None
+            return "CSRF token invalid or expired: reload the page and try again", receive
+        return None, receive
 
 
-def _form_field(headers: Headers, body: bytes, name: str) -> str | None:
+def _routed(scope: Scope) -> bool:
+    """Does a route take this method at this path?
+
+    If not, the router answers 404 or 405 and no handler runs: there is nothing to
+    protect, and the client should learn the real error, not "CSRF token missing".
+    """
+    routes = getattr(getattr(scope.get("app"), "router", None), "routes", None)
+    if routes is None:
+        return True  # no route table to consult: check, to be safe
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+
+def _media_type(headers: Headers) -> str:
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _form_field(body: bytes, name: str) -> str | None:
     """A field of a urlencoded form body (multipart clients must send the header)."""
-    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type != FORM_MEDIA_TYPE:
-        return None
     values = parse_qs(body.decode("latin-1"), keep_blank_values=True).get(name)
     return values[0] if values else None
 
 
-async def _buffer_body(receive: Receive) -> tuple[bytes, Receive]:
-    """Read the whole request body, and a `receive` that replays it to the app."""
+async def _buffer_body(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The whole request body (None if the client left first), and a `receive` replaying it.
+
+    A partial body must never be replayed as if complete: a handler would act on a
+    truncated form. The size bound comes from the body-limit middleware outside.
+    """
     chunks: list[bytes] = []
     more = True
     while more:
         message = await receive()
         if message["type"] != "http.request":
-            break  # the client went away
+            return None, receive  # http.disconnect
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
     body = b"".join(chunks)
@@ -294,6 +330,13 @@ def forbidden(headers: Headers, detail: str) -> Response:
 
 
 def add_security(app: FastAPI, settings: Settings) -> None:
-    """Security headers and CSRF protection (headers outermost, so a 403 carries them too)."""
+    """Security headers, a body-size limit, CSRF protection (outermost first).
+
+    Headers outermost, so a 403 or 413 carries them too; the body limit outside the
+    CSRF check, so reading a form for its token is bounded. Starlette's limit refuses
+    an oversized Content-Length before reading (413) and cuts a chunked body at the
+    limit.
+    """
     app.add_middleware(CSRFMiddleware, settings=settings)
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware, settings=settings)

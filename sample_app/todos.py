@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,7 @@ class TodoUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     title: Title | None = None
-    done: bool | None = None
+    done: StrictBool | None = None  # JSON true/false only: 0, 1, "yes" are errors
 
 
 class TodoOut(BaseModel):

@@ -11,6 +11,9 @@ from fastapi.testclient import TestClient
 from sample_app.config import Settings
 from sample_app.main import create_app
 
+# The client address the app sees: /metrics answers only allowed networks.
+LOOPBACK_CLIENT = ("127.0.0.1", 50000)
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
@@ -20,6 +23,6 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """A client for an app whose lifespan (startup/shutdown) runs around the test."""
-    with TestClient(create_app(settings)) as test_client:
+    """A client on loopback for an app whose lifespan (startup/shutdown) runs around the test."""
+    with TestClient(create_app(settings), client=LOOPBACK_CLIENT) as test_client:
         yield test_client

@@ -26,6 +26,13 @@ def require_json(request: Request) -> None:
             )
 
 
+# Statuses the app answers besides FastAPI's own 422, so the OpenAPI document lists them.
+BODY_ERRORS: dict[int | str, dict[str, object]] = {
+    413: {"description": "Body larger than MAX_BODY_BYTES"},
+    415: {"description": "Body not sent as application/json"},
+}
+NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "No todo with this id"}}
+
 router = APIRouter(prefix="/api/todos", tags=["todos"], dependencies=[Depends(require_json)])
 
 
@@ -35,7 +42,9 @@ def list_todos(session: SessionDep) -> list[todos.Todo]:
     return todos.list_todos(session)
 
 
-@router.post("", response_model=todos.TodoOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", response_model=todos.TodoOut, status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS
+)
 def create_todo(data: todos.TodoCreate, session: SessionDep) -> todos.Todo:
     """Create a todo (title: 1-200 characters after trimming)."""
     todo = todos.create_todo(session, data)
@@ -43,19 +52,19 @@ def create_todo(data: todos.TodoCreate, session: SessionDep) -> todos.Todo:
     return todo
 
 
-@router.get("/{todo_id}", response_model=todos.TodoOut)
+@router.get("/{todo_id}", response_model=todos.TodoOut, responses=NOT_FOUND)
 def read_todo(todo: TodoDep) -> todos.Todo:
     """One todo by id."""
     return todo
 
 
-@router.patch("/{todo_id}", response_model=todos.TodoOut)
+@router.patch("/{todo_id}", response_model=todos.TodoOut, responses={**NOT_FOUND, **BODY_ERRORS})
 def update_todo(data: todos.TodoUpdate, todo: TodoDep, session: SessionDep) -> todos.Todo:
     """Change a todo's title and/or done state."""
     return todos.update_todo(session, todo, data)
 
 
-@router.delete("/{todo_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{todo_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 def delete_todo(todo: TodoDep, session: SessionDep) -> Response:
     """Delete a todo."""
     todos.delete_todo(session, todo)

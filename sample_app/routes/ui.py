@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from sample_app import todos
 from sample_app.assets import static_url
 from sample_app.chat import ChatIn
 from sample_app.db import TITLE_MAX_LENGTH, Todo
-from sample_app.deps import SessionDep, TodoDep
+from sample_app.deps import SessionDep, TodoDep, limit_chat_posts
 from sample_app.metrics import CHAT_MESSAGES, TODOS_CREATED
 from sample_app.security import CSRF_FIELD, csrf_token
 
@@ -160,7 +160,7 @@ def chat_page(request: Request) -> Response:
     return templates.TemplateResponse(request, "chat.html", _chat_context(request))
 
 
-@router.post("/chat/messages")
+@router.post("/chat/messages", dependencies=[Depends(limit_chat_posts)])
 async def post_chat_message(
     request: Request, author: Annotated[str, Form()] = "", text: Annotated[str, Form()] = ""
 ) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -165,6 +166,18 @@ def test_proxy_caches_only_fingerprinted_static_files_for_a_year(proxy: AppProxy
     assert "immutable" not in plain.headers["cache-control"]
 
 
+def test_proxy_does_not_cache_a_missing_fingerprinted_file(proxy: AppProxy) -> None:
+    hashed = proxy.manifest["css/app.css"]
+    missing = re.sub(r"\.[0-9a-f]{12}\.", ".0123456789ab.", hashed)
+    with proxy.client() as client:
+        gone = client.get(f"/static/{missing}")
+        present = client.get(f"/static/{hashed}")
+
+    assert gone.status_code == 404
+    assert "immutable" not in gone.headers.get("cache-control", "")  # was: a year
+    assert present.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
 @pytest.mark.parametrize("path", ["/static/css/app.css", "/static/missing.css"])
 def test_proxy_static_responses_carry_security_headers(proxy: AppProxy, path: str) -> None:
     with proxy.client() as client:
@@ -258,3 +271,30 @@ def test_revive_restarts_a_killed_app_and_nginx_uses_it_again(
         assert proxy.revive() == ["t-revive-b"]
 
         assert {client.get("/health").headers["x-instance"] for _ in range(4)} == {"a", "b"}
+
+
+def test_proxy_serves_metrics_to_loopback_only(proxy: AppProxy) -> None:
+    with proxy.client() as local, proxy.client(local_address="127.0.0.2") as outsider:
+        assert local.get("/metrics").status_code == 200
+        assert outsider.get("/metrics").status_code == 403  # refused by nginx itself
+
+
+def test_proxy_limits_writes_but_not_reads(proxy: AppProxy) -> None:
+    with proxy.client(local_address="127.0.0.4") as client:
+        reads = [client.get("/health").status_code for _ in range(40)]
+        writes = [client.post("/todos", data={"title": "x"}).status_code for _ in range(40)]
+
+    assert set(reads) == {200}
+    assert writes[0] == 403  # the app: no CSRF token
+    assert 429 in writes  # nginx: past the burst of writes
+
+
+def test_proxy_caps_open_streams_per_client(proxy: AppProxy) -> None:
+    with proxy.client(local_address="127.0.0.5") as client, ExitStack() as streams:
+        statuses = []
+        for _ in range(6):
+            stream = streams.enter_context(client.stream("GET", "/chat/stream?ping=30"))
+            statuses.append((stream.status_code, "x-instance" in stream.headers))
+
+    assert statuses[:5] == [(200, True)] * 5
+    assert statuses[5] == (429, False)  # nginx's limit_conn, before any app

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from sample_app.config import MIN_SECRET_LENGTH, Settings, load_settings
 
@@ -145,3 +146,26 @@ def test_check_config_ok_in_development(tmp_path: Path) -> None:
     result = _run_cli(["check-config"], {"APP_ENV": "development"}, tmp_path)
     assert result.returncode == 0, result.stderr
     assert "configuration OK for APP_ENV=development" in result.stdout
+
+
+def test_shutdown_timeout_keeps_fractions(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    from sample_app import cli
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *_a, **kwargs: seen.update(kwargs))
+    monkeypatch.setenv("SHUTDOWN_TIMEOUT", "0.5")
+    monkeypatch.setenv("IDLE_TIMEOUT", "2.5")
+    monkeypatch.setenv("PORT", "8999")  # serve writes it back to os.environ: restored after
+    cli.main(["serve"])
+    assert seen["timeout_graceful_shutdown"] == 0.5  # was int(): 0, no grace at all
+    assert seen["timeout_keep_alive"] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("idle", "open_"), [(0, 10), (20, 10)], ids=["idle 0 (unlimited)", "idle above open"]
+)
+def test_db_pool_sizes_validated(idle: int, open_: int) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, db_max_idle_conns=idle, db_max_open_conns=open_)

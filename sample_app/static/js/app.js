@@ -64,6 +64,11 @@ document.addEventListener('alpine:init', () => {
           this.live = false
           this.status = 'server restarting…'
         })
+        source.addEventListener('gap', (event) => {
+          // This tab read too slowly: the server dropped messages rather than queue them.
+          const missed = JSON.parse(event.data).missed
+          this.status = `live (${missed} earlier messages skipped)`
+        })
         source.addEventListener('message', (event) => this.receive(JSON.parse(event.data)))
       },
       destroy () {

@@ -95,3 +95,14 @@ def test_slow_handler_past_deadline_is_504(tmp_path: Path) -> None:
         response = client.get("/debug/slow", params={"seconds": 2})
     assert response.status_code == 504
     assert response.json() == {"detail": "no response within 0.2s"}
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/version"])
+def test_write_to_read_only_endpoint_is_405(client: TestClient, path: str) -> None:
+    response = client.put(path)  # no CSRF token: the method is wrong before anything else
+    assert response.status_code == 405
+    assert response.headers["allow"].startswith("GET")
+
+
+def test_post_to_unknown_path_is_404(client: TestClient) -> None:
+    assert client.post("/no/such/page", data={"a": "b"}).status_code == 404

@@ -79,3 +79,46 @@ def test_todos_survive_app_restart(settings: Settings) -> None:
         first.post("/api/todos", json={"title": "persisted"})
     with TestClient(create_app(settings)) as second:
         assert _titles(second) == ["persisted"]
+
+
+@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+def test_todo_id_beyond_64_bits_is_422(client: TestClient, method: str) -> None:
+    body = {"json": {"done": True}} if method == "PATCH" else {}
+    response = client.request(method, f"/api/todos/{2**63}", **body)
+    assert response.status_code == 422  # was a 500 (OverflowError from SQLite)
+
+
+def test_update_todo_done_must_be_a_real_boolean(client: TestClient) -> None:
+    client.post("/api/todos", json={"title": "strict"})
+    assert client.patch("/api/todos/1", json={"done": 0}).status_code == 422
+    assert client.patch("/api/todos/1", json={"done": "yes"}).status_code == 422
+    assert client.patch("/api/todos/1", json={"done": True}).json()["done"] is True
+
+
+def test_options_lists_every_method_of_the_path(client: TestClient) -> None:
+    response = client.options("/api/todos/1")
+    assert response.status_code == 204
+    allowed = {m.strip() for m in response.headers["allow"].split(",")}
+    assert {"GET", "PATCH", "DELETE", "OPTIONS"} <= allowed
+
+
+def test_method_not_allowed_lists_every_method_of_the_path(client: TestClient) -> None:
+    response = client.put("/api/todos/1", json={"title": "x"})
+    assert response.status_code == 405
+    assert {"GET", "PATCH", "DELETE"} <= {m.strip() for m in response.headers["allow"].split(",")}
+
+
+def test_body_not_utf8_is_422(client: TestClient) -> None:
+    headers = {"Content-Type": "application/json"}
+    response = client.post("/api/todos", content=b'{"title": "\xff\xfe"}', headers=headers)
+    assert response.status_code == 422  # documented, like any body that is not JSON
+
+
+def test_openapi_documents_the_statuses_returned(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for method in ("get", "patch", "delete"):
+        assert {"404", "422"} <= set(paths["/api/todos/{todo_id}"][method]["responses"])
+    for path, method in (("/api/todos", "post"), ("/api/todos/{todo_id}", "patch")):
+        assert {"413", "415", "422"} <= set(paths[path][method]["responses"])
+    assert {"413", "415", "422", "429"} <= set(paths["/api/chat/messages"]["post"]["responses"])
+    assert {"429", "503"} <= set(paths["/chat/stream"]["get"]["responses"])
