@@ -32,11 +32,11 @@ KEY = "{'A', 'C', 'F'}"
 
 
 def attack(cells: list[str], *, q1a: str = "...") -> nbformat.NotebookNode:
-    """The exercise with `q1a` answered as given and the attack cells right after it."""
+    """The exercise with `q1a` answered as given and the attack cells at its end."""
     notebook = nbformat.read(EXERCISE, as_version=4)
     index = next(i for i, c in enumerate(notebook.cells) if c.source.startswith("q1a = "))
     notebook.cells[index].source = f"q1a = {q1a}"
-    notebook.cells[index + 1 : index + 1] = [nbformat.v4.new_code_cell(c) for c in cells]
+    notebook.cells += [nbformat.v4.new_code_cell(c) for c in cells]
     return notebook
 
 
@@ -118,6 +118,20 @@ ATTACKS = {
     "signal_grader": [
         "import os, signal\nfor pid in (os.getppid(), 1, -1):\n    try:\n"
         "        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass"
+    ],
+    # A check's own time limit cannot be caught by the learner's code: it is in the judge.
+    "function_hangs": [
+        "def load_config(environ=None):\n    while True:\n        try:\n"
+        "            pass\n        except BaseException:\n            pass"
+    ],
+    # Values that only pretend: a str whose == is always true is not data, so it never crosses.
+    "sly_values": [
+        "class Sly(str):\n    def __eq__(self, other):\n        return True\n"
+        "    __hash__ = str.__hash__\nclass Config:\n    def __init__(self):\n"
+        "        self.session_secret = self.database_url = Sly('x')\n"
+        "    def __repr__(self):\n        return 'Config()'\n"
+        "def load_config(environ=None):\n    return Config()\n"
+        "q2a = type('AnySet', (set,), {'__eq__': lambda s, o: True})()"
     ],
     "fake_replies": [
         "import os\nfor fd in range(3, 64):\n    try:\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -44,9 +45,19 @@ def test_assign_exercises_in_sync_with_solutions(master: Path, tmp_path: Path) -
 
 @pytest.mark.timeout(600)  # q1b builds two Dockerfiles: apt and pip when the cache is cold
 def test_grade_submissions_get_the_scores_they_deserve(tmp_path: Path) -> None:
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for notebook in SUBMISSIONS.glob("*.ipynb"):  # each twice: graded side by side, same score
+        shutil.copy(notebook, folder / notebook.name)
+        shutil.copy(notebook, folder / f"{notebook.stem}-again.ipynb")
     out = tmp_path / "grades.csv"
-    assert grade_class.main(["grade", str(SUBMISSIONS), "--out", str(out)]) == 0
+    assert grade_class.main(["grade", str(folder), "--out", str(out)]) == 0
     scores = pd.read_csv(out, index_col="submission")
+    questions = ["q1a", "q1b", "q2a", "q2b", "q3a", "q3b"]
+    for name in ("complete", "empty", "partly_right"):
+        again = scores.loc[f"{name}-again", questions]
+        assert (scores.loc[name, questions] == again).all(), (name, again.to_dict())
+    assert (tmp_path / "grades-feedback" / "complete.txt").read_text().startswith("complete: ")
     assert scores.loc["complete", "percent"] == 100.0
     assert scores.loc["empty", "total"] == 0
     partly = scores.loc["partly_right"]
