@@ -8,6 +8,8 @@ import pytest
 
 from opslab import grading
 
+from .conftest import master_score
+
 
 def test_parse_dockerfile_joins_continuations_and_names_stages() -> None:
     stages = grading.parse_dockerfile(
@@ -132,3 +134,12 @@ def test_check_dockerfile_copying_only_the_source_from_builder_fails() -> None:
 def test_check_dockerfile_dependencies_from_builder_pass(install: str, copy: str) -> None:
     text = f"{BUILDER}{install}\nFROM python:3.11-slim\n{copy}\n"
     assert grading.check_dockerfile(text, "deps-from-builder") is None
+
+
+def test_master_q1b_rules_hollow_builder_loses_points(master: dict[str, Any]) -> None:
+    parsed = {"skip": "check_dockerfile_runs"}  # the build is tested in test_dockerfile_build
+    earned, possible = master_score("review.ipynb", "q1b", dockerfile=HOLLOW_BUILDER, **parsed)
+    assert possible == 8
+    assert earned == 6  # slim-base and deps-from-builder lost
+    model = master_score("review.ipynb", "q1b", dockerfile=master["dockerfile"], **parsed)
+    assert model == (8, 8)

@@ -9,6 +9,8 @@ import pytest
 
 from opslab import grading
 
+from .conftest import master_score
+
 pytestmark = pytest.mark.slow
 
 IGNORES_SIGTERM = """
@@ -117,3 +119,12 @@ def test_check_graceful_nonzero_exit_fails(master: dict[str, Any]) -> None:
     source = _server(master, STOPS_THEN_SLEEPS, after="    sys.exit(3)\n")
     assert "code 3, not 0" in repr(grading.check_graceful(source))
     assert "code 3, not 0" in repr(grading.check_idle_exit(source))
+
+
+def test_master_q3b_fixed_sleep_handler_loses_the_long_request_point(
+    exercise: dict[str, Any],
+) -> None:
+    source = exercise["server_source"].replace("def main():", SLEEPS_THEN_EXITS + "def main():")
+    earned, possible = master_score("review.ipynb", "q3b", server_source=source)
+    assert possible == 4
+    assert earned < possible
