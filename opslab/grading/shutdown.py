@@ -28,8 +28,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from opslab.grading.common import CheckFailed, friendly, require_answer
 from opslab.procs import free_port
 
@@ -98,36 +96,72 @@ class Pace:
         return max(0.2, 5 * self.latency)
 
 
+def _send(port: int, path: str) -> socket.socket:
+    """Connect and send `GET path` now, in the calling thread: the request is on its way.
+
+    A raw socket rather than an HTTP client: building a client (its TLS context) in each of
+    several threads takes long enough on a loaded machine that a request could still be
+    unsent when SIGTERM goes out.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=START_SECONDS)
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    sock.sendall(request.encode())
+    return sock
+
+
+def _answer(sock: socket.socket, timeout: float) -> str:
+    """Read the response until the server closes: "ok" for a 200, else what happened."""
+    sock.settimeout(timeout)
+    data, error = b"", ""
+    with sock:
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError as exc:  # a reset, or the time-out
+            error = f"{type(exc).__name__}: {exc}".strip()
+    status = data.split(b"\r\n", 1)[0].split()
+    if len(status) >= 2 and status[0].startswith(b"HTTP/"):
+        return "ok" if status[1] == b"200" else f"HTTP {status[1].decode(errors='replace')}"
+    return error or "the connection was closed without an answer"
+
+
+def http_get(port: int, path: str, timeout: float) -> str:
+    """GET path on a new connection: "ok" for a 200, else what happened (refused, reset...)."""
+    try:
+        sock = _send(port, path)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}".strip()
+    return _answer(sock, timeout)
+
+
 def measure_pace(port: int, startup: float, path: str = "/slow?seconds=0") -> Pace:
     """Time three instant requests (each on a new connection) before the test proper."""
     latencies = []
-    with httpx.Client(timeout=START_SECONDS, trust_env=False) as http:
-        for _ in range(3):
-            started = time.monotonic()
-            try:
-                response = http.get(
-                    f"http://127.0.0.1:{port}{path}", headers={"Connection": "close"}
-                )
-            except httpx.HTTPError as exc:
-                raise CheckFailed(f"GET {path} failed before any SIGTERM: {exc}") from None
-            if response.status_code != 200:
-                raise CheckFailed(f"GET {path} answered {response.status_code}, not 200.")
-            latencies.append(time.monotonic() - started)
+    for _ in range(3):
+        started = time.monotonic()
+        outcome = http_get(port, path, START_SECONDS)
+        if outcome != "ok":
+            raise CheckFailed(f"GET {path} before any SIGTERM did not answer 200: {outcome}.")
+        latencies.append(time.monotonic() - started)
     return Pace(startup=startup, latency=max(latencies))
 
 
-def _get(url: str, timeout: float, results: list[tuple[str, float]]) -> None:
-    """GET url; append (outcome, when it ended): "ok" for a 200, else what happened."""
+def _in_background(
+    port: int, path: str, timeout: float, results: list[tuple[str, float]]
+) -> threading.Thread:
+    """Send GET path now; a thread appends (outcome, when it ended) to `results`."""
+    sock: socket.socket | None
     try:
-        response = httpx.get(url, timeout=timeout, headers={"Connection": "close"})
-        outcome = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
-    except httpx.HTTPError as exc:
-        outcome = f"{type(exc).__name__}: {exc}".strip()
-    results.append((outcome, time.monotonic()))
+        sock = _send(port, path)
+    except OSError as exc:
+        results.append((f"{type(exc).__name__}: {exc}".strip(), time.monotonic()))
+        sock = None
 
+    def read() -> None:
+        if sock is not None:
+            results.append((_answer(sock, timeout), time.monotonic()))
 
-def _in_background(url: str, timeout: float, results: list[tuple[str, float]]) -> threading.Thread:
-    thread = threading.Thread(target=_get, args=(url, timeout, results), daemon=True)
+    thread = threading.Thread(target=read, daemon=True)
     thread.start()
     return thread
 
@@ -157,7 +191,7 @@ def _probe_refused(port: int, at: float, timeout: float) -> tuple[threading.Thre
     """At time `at`, open a new connection and GET an instant page, in the background."""
     results: list[tuple[str, float]] = []
     time.sleep(max(0.0, at - time.monotonic()))
-    return _in_background(f"http://127.0.0.1:{port}/slow?seconds=0", timeout, results), results
+    return _in_background(port, "/slow?seconds=0", timeout, results), results
 
 
 def _failed_requests(results: list[tuple[str, float]], requests: int) -> list[str]:
@@ -177,8 +211,8 @@ def check_graceful(source: object, *, slow: float = 2.0, requests: int = 1) -> N
         pace = measure_pace(port, time.monotonic() - began)
         wait = slow + POLL_SECONDS + pace.margin + START_SECONDS
         results: list[tuple[str, float]] = []
-        url = f"http://127.0.0.1:{port}/slow?seconds={slow:g}"
-        threads = [_in_background(url, wait, results) for _ in range(requests)]
+        path = f"/slow?seconds={slow:g}"
+        threads = [_in_background(port, path, wait, results) for _ in range(requests)]
         first = time.monotonic()
         time.sleep(pace.settle)  # the requests are now in the server's hands
         sent = time.monotonic()
