@@ -284,24 +284,24 @@ def test_check_route_labels_busy_loop_is_stopped(monkeypatch: pytest.MonkeyPatch
 def test_check_drain_then_exit_short_and_long_drains_master_passes(
     servers06: tuple[str, str],
 ) -> None:
-    assert lifecycle_checks.check_drain_then_exit(servers06[0], drain=0.8) is None
-    assert lifecycle_checks.check_drain_then_exit(servers06[0], drain=3.0) is None
+    assert lifecycle_checks.check_drain_then_exit(servers06[0], drain=1.0) is None
+    assert lifecycle_checks.check_drain_then_exit(servers06[0], drain=3.5) is None
 
 
-@pytest.mark.parametrize("fixed", [1.6, 2.4])
+@pytest.mark.parametrize("fixed", [1.6, 3.0])
 def test_check_drain_then_exit_fixed_drain_fails_one_of_the_drains(
     servers06: tuple[str, str], fixed: float
 ) -> None:
     # Ignores DRAIN_SECONDS: too short for the long drain, or too long for the short one.
     ignores = servers06[0].replace("time.sleep(drain_seconds)", f"time.sleep({fixed})")
-    short = lifecycle_checks.check_drain_then_exit(ignores, drain=0.8)
-    long = lifecycle_checks.check_drain_then_exit(ignores, drain=3.0)
+    short = lifecycle_checks.check_drain_then_exit(ignores, drain=1.0)
+    long = lifecycle_checks.check_drain_then_exit(ignores, drain=3.5)
     failures = [r for r in (short, long) if isinstance(r, Failed)]
     assert failures, f"a fixed {fixed} s drain passed both"
     assert any("still running" in f.message or "no longer answered" in f.message for f in failures)
 
 
-@pytest.mark.parametrize("fixed", [1.6, 2.4])
+@pytest.mark.parametrize("fixed", [1.6, 3.0])
 def test_master06_fixed_drain_loses_a_hidden_point(
     servers06: tuple[str, str], fixed: float
 ) -> None:
