@@ -129,25 +129,28 @@ def _covers(source: str, path: str) -> bool:
     return source == "." or path == source or path.startswith(source + "/") or fnmatch(path, source)
 
 
-def _install_stage(text: str) -> tuple[Stage, int]:
-    """The stage that installs requirements.txt with pip, and that instruction's index."""
+def _install_stages(text: str) -> list[tuple[Stage, int]]:
+    """Every stage that installs requirements.txt with pip, with that instruction's index."""
+    found = []
     for stage in parse_dockerfile(text):
         for index, step in enumerate(stage.instructions):
             if step.keyword == "RUN" and PIP_REQUIREMENTS.search(step.args):
-                return stage, index
-    raise CheckFailed(
-        "No `RUN pip install -r requirements.txt` found: the image must still install the "
-        "dependencies from requirements.txt."
-    )
+                found.append((stage, index))
+                break
+    if not found:
+        raise CheckFailed(
+            "No `RUN pip install -r requirements.txt` found: the image must still install the "
+            "dependencies from requirements.txt."
+        )
+    return found
 
 
-def steps_rerun(text: str, changed: str) -> list[str]:
-    """The instructions of the install stage that a change to file `changed` rebuilds.
+def _install_stage(text: str) -> tuple[Stage, int]:
+    """The first stage that installs requirements.txt with pip, and that instruction's index."""
+    return _install_stages(text)[0]
 
-    Docker's cache rule: a COPY/ADD whose sources include a changed file misses the cache,
-    and so does every instruction after it in the stage.
-    """
-    stage, _ = _install_stage(text)
+
+def _rerun_in(stage: Stage, changed: str) -> list[str]:
     missed, rerun = False, []
     for step in stage.instructions:
         if step.keyword in {"COPY", "ADD"} and any(
@@ -156,6 +159,20 @@ def steps_rerun(text: str, changed: str) -> list[str]:
             missed = True
         if missed:
             rerun.append(f"{step.keyword} {step.args}")
+    return rerun
+
+
+def steps_rerun(text: str, changed: str) -> list[str]:
+    """The instructions that a change to file `changed` rebuilds, in the stages that install.
+
+    Docker's cache rule: a COPY/ADD whose sources include a changed file misses the cache,
+    and so does every instruction after it in the stage. Every stage that runs
+    `pip install -r` counts: a second stage that reinstalls after `COPY . .` would redo the
+    slow work on every change however well the first one is ordered.
+    """
+    rerun: list[str] = []
+    for stage, _ in _install_stages(text):
+        rerun += _rerun_in(stage, changed)
     return rerun
 
 

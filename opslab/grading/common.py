@@ -18,8 +18,12 @@ class CheckFailed(AssertionError):  # noqa: N818 - reads as the sentence otter s
     """An answer did not pass a check; the message says why and what to try."""
 
 
-class TimeLimitExceeded(Exception):  # noqa: N818 - the name says what happened
-    """Learner code ran longer than its time limit."""
+class TimeLimitExceeded(BaseException):  # a BaseException: see the docstring
+    """Learner code ran longer than its time limit.
+
+    A BaseException, like KeyboardInterrupt: learner code's `except Exception:` cannot
+    swallow it and keep running past the limit.
+    """
 
 
 class Failed:

@@ -2,9 +2,15 @@
 
 The parse rules (`opslab.grading.dockerfile`) say whether the text follows the rules; this
 check says whether it WORKS: the image builds from the question's context
-(`q1b_context/`), the container answers GET /healthz, its PID 1 is not root, and
-`podman stop` ends it quickly (the exec-form app got SIGTERM; a shell in front of it would
-have been SIGKILLed after the grace period).
+(`q1b_context/`), the container answers GET /healthz, its PID 1 is not root, its
+HEALTHCHECK really probes the app, and `podman stop` ends it quickly (the exec-form app got
+SIGTERM; a shell in front of it would have been SIGKILLed after the grace period).
+
+The HEALTHCHECK is read from the built image (built `--format docker`: the OCI format has no
+health check) and its command is run twice: inside the running container, where it must
+succeed, and as the command of a second container of the same image, without network and
+with the app not started, where it must FAIL. A check that passes when the app is not running
+(`HEALTHCHECK CMD true`, a `python -c "print()"`) tells the engine nothing.
 
 Offline, as on this machine: nothing can be pulled, so every Python base (`python:<tag>`,
 with or without docker.io/library/) is replaced in the FROM lines by a local "python-like"
@@ -56,6 +62,7 @@ READY_SECONDS = 30.0
 STOP_GRACE = 10  # podman stop -t: SIGTERM, then SIGKILL after this many seconds
 STOP_FAST = 5.0  # a PID 1 that got SIGTERM is gone well before the SIGKILL
 LOG_LINES = 15
+HEALTH_SECONDS = 30.0  # one run of the health-check command, at most
 PYTHON_BASE = re.compile(r"^(?:docker\.io/)?(?:library/)?python(?::[\w][\w.-]*)?$")
 FROM_LINE = re.compile(r"^(\s*FROM\s+)((?:--\S+\s+)*)(\S+)(.*)$", re.IGNORECASE)
 ARG_LINE = re.compile(r"^\s*ARG\s+([A-Za-z_]\w*)(?:=(\S*))?\s*$", re.IGNORECASE)
@@ -232,6 +239,9 @@ class RunReport:
     exit_code: int | None = None
     uid: int | None = None
     pid1: str = ""
+    healthcheck: list[str] | None = None  # the command, as `podman exec` would run it
+    health_running: int | None = None  # its exit code inside the running container
+    health_idle: int | None = None  # its exit code in a container where the app is not running
 
 
 def _wait_healthz(cli: str, name: str, port: int) -> float:
@@ -269,6 +279,48 @@ def _pid1(cli: str, name: str) -> tuple[int | None, str]:
     return (int(uid.group(1)) if uid else None), " ".join(cmdline.split("\0")).strip()
 
 
+def healthcheck_command(cli: str, tag: str) -> list[str] | None:
+    """The image's HEALTHCHECK as an argv (CMD-SHELL through /bin/sh), None when it has none."""
+    done = _run(cli, "image", "inspect", "--format", "{{json .Config.Healthcheck}}", tag)
+    test = (json.loads(done.stdout or "null") or {}).get("Test") if done.returncode == 0 else None
+    if not test or test[0] == "NONE" or len(test) < 2:
+        return None
+    return ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else list(test[1:])
+
+
+def _health_problems(cli: str, tag: str, name: str, report: RunReport) -> list[str]:
+    """Run the HEALTHCHECK against the running app (must pass) and without it (must fail)."""
+    command = report.healthcheck = healthcheck_command(cli, tag)
+    if command is None:
+        return ["the image has no HEALTHCHECK (add `HEALTHCHECK CMD [...]` to the final stage)"]
+    shown = " ".join(command)
+    idle_name = f"{name}-idle"  # no app started in it: the entrypoint is the health check
+    try:
+        running = _run(cli, "exec", name, *command, timeout=HEALTH_SECONDS)
+        idle = _run(cli, "run", "--name", idle_name, "--network", "none", "--no-healthcheck",
+                    *_owner_labels(), "--entrypoint", command[0], tag, *command[1:],
+                    timeout=HEALTH_SECONDS)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return [f"the HEALTHCHECK command `{shown}` ran longer than {HEALTH_SECONDS:g} s"]
+    finally:
+        _run(cli, "rm", "-f", "-t", "0", idle_name)
+    report.health_running, report.health_idle = running.returncode, idle.returncode
+    if running.returncode != 0:
+        return [
+            f"the HEALTHCHECK command `{shown}` failed (exit {running.returncode}) while the "
+            f"app was answering /healthz:\n{_tail(running.stdout + running.stderr, 5)}\nIs "
+            "the program it runs in the final image, and does it ask port 8080?"
+        ]
+    if idle.returncode == 0:
+        return [
+            f"the HEALTHCHECK command `{shown}` also succeeds in a container of the image where "
+            "the app is not running: it does not probe the app, so the engine would call a dead "
+            "app healthy. Make it request http://127.0.0.1:8080/healthz and exit non-zero when "
+            "that fails"
+        ]
+    return []
+
+
 def run_and_stop(cli: str, tag: str, report: RunReport) -> list[str]:
     """Run the image, wait for /healthz, check PID 1's user and how fast it stops: problems."""
     from opslab.procs import free_port
@@ -281,6 +333,7 @@ def run_and_stop(cli: str, tag: str, report: RunReport) -> list[str]:
             raise CheckFailed(f"The container did not start:\n{_tail(done.stderr)}")
         report.ready_seconds = _wait_healthz(cli, name, port)
         report.uid, report.pid1 = _pid1(cli, name)
+        health = _health_problems(cli, tag, name, report)
         started = time.perf_counter()
         _run(cli, "stop", "-t", str(STOP_GRACE), name, timeout=STOP_GRACE + 30)
         report.stop_seconds = time.perf_counter() - started
@@ -301,7 +354,7 @@ def run_and_stop(cli: str, tag: str, report: RunReport) -> list[str]:
             f"is `{report.pid1}`, which did not end on SIGTERM. Start the app in exec form, "
             '`CMD ["uvicorn", ...]`, so that uvicorn itself is PID 1'
         )
-    return problems
+    return problems + health
 
 
 def build_and_run(text: str) -> RunReport:
@@ -342,7 +395,7 @@ def build_and_run(text: str) -> RunReport:
 @host_network  # the judge runs it in the host's network: the engine needs the mirror for apt
 @friendly
 def check_dockerfile_runs(text: object) -> None:
-    """Build the Dockerfile, run it, GET /healthz, check non-root and a fast stop (podman).
+    """Build the Dockerfile, run it, GET /healthz, check non-root, the health check, a fast stop.
 
     Without podman: in strict mode (OPSLAB_STRICT=1) raise MissingCapability; otherwise
     pass with a note on stderr (the parse rules already checked the same rules).

@@ -3,13 +3,17 @@
 The learner's text is rendered into a complete nginx.conf in a private prefix with free ports
 (`opslab.Nginx`), `{{ port }}` for nginx's port and `{{ upstream }}` for a tiny HTTP server
 started by the check. `nginx -t` must accept it (nginx's own message is shown otherwise);
-then nginx is started, a burst of requests is fired at it and some must be refused (429/503)
-while the first ones are proxied (200). nginx and the upstream are always stopped.
+then nginx is started, a burst of requests is fired at it: the first must be proxied (a 200
+carrying a token the upstream makes up for each check, so nginx cannot fake it with
+`add_header`), and later ones refused (429/503) (a rate limit lets a fresh client's first
+request through; a config that refuses at random or from the start does not). nginx and the
+upstream are always stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -28,10 +32,12 @@ PROXIED = -1  # a 200 that came from the upstream, not from nginx itself
 
 
 class _Upstream(BaseHTTPRequestHandler):
+    token = ""  # set per check: a value the learner's config cannot know
+
     def do_GET(self) -> None:
         body = b"upstream ok\n"
         self.send_response(200)
-        self.send_header(UPSTREAM_HEADER, "yes")
+        self.send_header(UPSTREAM_HEADER, self.token)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -41,13 +47,16 @@ class _Upstream(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def _upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Upstream)
+def _upstream() -> Iterator[tuple[str, str]]:
+    """A tiny upstream (its address, and the token its 200s carry), stopped on the way out."""
+    token = secrets.token_hex(8)
+    handler = type("Upstream", (_Upstream,), {"token": token})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        yield f"127.0.0.1:{server.server_address[1]}", token
     finally:
         server.shutdown()
         server.server_close()
@@ -97,32 +106,36 @@ def check_nginx_accepts(http_config: object) -> None:
         _tested(nginx, http_config, f"127.0.0.1:{free_port()}")
 
 
-def burst(url: str, requests: int) -> Counter[int]:
-    """Status codes of `requests` GETs sent back to back on one connection (bounded).
+def burst(url: str, requests: int, token: str) -> tuple[Counter[int], list[int]]:
+    """Status codes of `requests` GETs sent back to back on one connection (bounded), in order.
 
-    A 200 that came from the check's upstream is counted under `PROXIED` as well.
+    A 200 that came from the check's upstream (its header carries `token`) is counted under
+    `PROXIED` as well, and listed as PROXIED in the order.
     """
     codes: Counter[int] = Counter()
+    order: list[int] = []
     with httpx.Client(timeout=2.0) as client:
         for _ in range(requests):
             try:
                 response = client.get(url)
             except httpx.HTTPError:
                 codes[0] += 1
+                order.append(0)
                 continue
             codes[response.status_code] += 1
-            if response.status_code == 200 and UPSTREAM_HEADER in response.headers:
-                codes[PROXIED] += 1
-    return codes
+            proxied = response.status_code == 200 and response.headers.get(UPSTREAM_HEADER) == token
+            codes[PROXIED] += proxied
+            order.append(PROXIED if proxied else response.status_code)
+    return codes, order
 
 
 @friendly
 def check_rate_limited(http_config: object, path: str = "/api/items", requests: int = 40) -> None:
     """Behind the learner's nginx, a burst to `path` is proxied at first, then refused."""
     require_answer(http_config, "nginx configuration (a string)")
-    with _upstream() as upstream, _nginx("checkpoint-nginx") as nginx:
+    with _upstream() as (upstream, token), _nginx("checkpoint-nginx") as nginx:
         nginx.start(_tested(nginx, http_config, upstream), timeout=5)
-        codes = burst(nginx.url + path, requests)
+        codes, order = burst(nginx.url + path, requests, token)
     shown = ", ".join(
         f"{code or 'error'}: {n}" for code, n in sorted(codes.items()) if code != PROXIED
     )
@@ -130,6 +143,14 @@ def check_rate_limited(http_config: object, path: str = "/api/items", requests: 
         raise CheckFailed(
             f"No request to {path} was proxied (status codes {shown}). Hint: the location must "
             "`proxy_pass http://{{ upstream }};` (a `return` answers before rate limiting runs)."
+        )
+    if order[0] != PROXIED:
+        first = order[0] or "an error"
+        raise CheckFailed(
+            f"The first request of the burst to {path} got {first}, not a proxied 200 "
+            f"(status codes {shown}): a rate limit lets a new client's first requests through "
+            "and refuses only those over the rate. Hint: `limit_req zone=...` (with a `burst=`), "
+            "not a `return 429`, decides which requests are refused."
         )
     if not sum(codes[c] for c in LIMITED):
         raise CheckFailed(

@@ -9,6 +9,7 @@ from typing import Any
 
 import nbformat
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIP = ("grader", "otter", "opslab.setup", "grading.check", "BEGIN TEST CONFIG", "attempt")
@@ -35,3 +36,47 @@ def master() -> dict[str, Any]:
 def exercise() -> dict[str, Any]:
     """The untouched learner notebook's values: the given Dockerfile, server, loader stub."""
     return answers(ROOT / "exercises" / "review.ipynb")
+
+
+def master_tests(notebook: str, question: str) -> list[tuple[dict[str, Any], str]]:
+    """A question's test cells in a master: (their TEST CONFIG, the check expression)."""
+    cells = nbformat.read(ROOT / "solutions" / notebook, as_version=4).cells
+    tests, inside = [], False
+    for cell in cells:
+        if cell.cell_type == "raw" and cell.source.startswith("# BEGIN QUESTION"):
+            inside = yaml.safe_load(cell.source.partition("\n")[2])["name"] == question
+        elif inside and "# BEGIN TEST CONFIG" in cell.source:
+            config, _, check = cell.source.partition("# END TEST CONFIG")
+            config = config.partition("# BEGIN TEST CONFIG")[2].strip().rstrip('"').strip()
+            tests.append((yaml.safe_load(config), check.strip()))
+    return tests
+
+
+def master_score(
+    notebook: str, question: str, *, skip: str = "", **answer: Any
+) -> tuple[float, float]:
+    """(points earned, points possible) when the master's tests of `question` run on `answer`.
+
+    Tests whose expression contains `skip` (when given) are left out of both numbers.
+    """
+    from opslab import grading
+    from opslab.grading import (
+        build_checks,
+        deploy_checks,
+        lifecycle_checks,
+        metrics_checks,
+        nginx_checks,
+        precedence_checks,
+    )
+
+    modules = (build_checks, deploy_checks, lifecycle_checks, metrics_checks, nginx_checks)
+    namespace = {m.__name__.rpartition(".")[2]: m for m in (*modules, precedence_checks)}
+    namespace.update(grading=grading, **answer)
+    earned = possible = 0.0
+    for config, check in master_tests(notebook, question):
+        if skip and skip in check:
+            continue
+        possible += config["points"]
+        if eval(check, namespace) is None:  # the master's own check expressions
+            earned += config["points"]
+    return earned, possible

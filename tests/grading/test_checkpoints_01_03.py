@@ -154,6 +154,15 @@ def test_check_layer_cache_messages() -> None:
     assert "requirements.txt" in repr(check(hard_coded, "app/main.py"))
 
 
+def test_check_layer_cache_second_stage_reinstalling_after_source_fails() -> None:
+    # A first stage ordered right, and a final stage that copies everything and reinstalls.
+    hollow = DEPS_FIRST.replace("FROM python:3.11-slim", "FROM python:3.11-slim AS deps") + (
+        "FROM python:3.11-slim\nCOPY . .\nRUN pip install -r requirements.txt\n"
+        'CMD ["uvicorn", "app.main:app"]\n'
+    )
+    assert "reruns `pip install`" in repr(build_checks.check_layer_cache(hollow, "app/main.py"))
+
+
 # ---------------------------------------------------------------- 03: nginx rate limit
 
 SERVER = """
@@ -187,6 +196,31 @@ def test_check_rate_limited_wrong_configs_say_why(body: str, message: str) -> No
     result = nginx_checks.check_rate_limited(ZONE + SERVER % body, requests=25)
     assert isinstance(result, Failed)
     assert message in result.message
+
+
+FAKE_UPSTREAM = f'add_header {nginx_checks.UPSTREAM_HEADER} yes always; return 200 "upstream ok";'
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (LIMIT + FAKE_UPSTREAM, "No request"),
+        ("if ($arg_n = '') { return 429; } " + LIMIT + PROXY, "No request"),
+    ],
+    ids=["fake-upstream-header", "refuse-everything"],
+)
+def test_check_rate_limited_configs_that_only_look_limited_fail(body: str, message: str) -> None:
+    result = nginx_checks.check_rate_limited(ZONE + SERVER % body, requests=25)
+    assert isinstance(result, Failed)
+    assert message in result.message
+
+
+def test_check_rate_limited_refusing_the_first_request_fails() -> None:
+    # Refuses the first request of each connection, proxies (and limits) the later ones.
+    body = "if ($connection_requests = 1) { return 429; } " + LIMIT + PROXY
+    result = nginx_checks.check_rate_limited(ZONE + SERVER % body, requests=25)
+    assert isinstance(result, Failed)
+    assert "first request of the burst" in result.message
 
 
 def test_check_rate_limited_unanswered_and_bad_template() -> None:

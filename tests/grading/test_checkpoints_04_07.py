@@ -12,7 +12,7 @@ from opslab import grade_class
 from opslab.grading import deploy_checks, lifecycle_checks, metrics_checks, precedence_checks
 from opslab.grading.common import Failed
 
-from .conftest import answers
+from .conftest import answers, master_score
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = (
@@ -279,3 +279,33 @@ def test_check_route_labels_busy_loop_is_stopped(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr(metrics_checks, "LIMIT_SECONDS", 1.0)
     assert "still running after 1 s" in repr(metrics_checks.check_route_labels(Spins))
+
+
+def test_check_drain_then_exit_short_and_long_drains_master_passes(
+    servers06: tuple[str, str],
+) -> None:
+    assert lifecycle_checks.check_drain_then_exit(servers06[0], drain=1.0) is None
+    assert lifecycle_checks.check_drain_then_exit(servers06[0], drain=3.5) is None
+
+
+@pytest.mark.parametrize("fixed", [1.6, 3.0])
+def test_check_drain_then_exit_fixed_drain_fails_one_of_the_drains(
+    servers06: tuple[str, str], fixed: float
+) -> None:
+    # Ignores DRAIN_SECONDS: too short for the long drain, or too long for the short one.
+    ignores = servers06[0].replace("time.sleep(drain_seconds)", f"time.sleep({fixed})")
+    short = lifecycle_checks.check_drain_then_exit(ignores, drain=1.0)
+    long = lifecycle_checks.check_drain_then_exit(ignores, drain=3.5)
+    failures = [r for r in (short, long) if isinstance(r, Failed)]
+    assert failures, f"a fixed {fixed} s drain passed both"
+    assert any("still running" in f.message or "no longer answered" in f.message for f in failures)
+
+
+@pytest.mark.parametrize("fixed", [1.6, 3.0])
+def test_master06_fixed_drain_loses_a_hidden_point(
+    servers06: tuple[str, str], fixed: float
+) -> None:
+    ignores = servers06[0].replace("time.sleep(drain_seconds)", f"time.sleep({fixed})")
+    earned, possible = master_score("checkpoint-06-shutdown.ipynb", "q1", server_source=ignores)
+    assert possible == 4
+    assert earned <= 3

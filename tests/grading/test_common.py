@@ -7,6 +7,7 @@ import time
 import pytest
 
 from opslab import grading
+from opslab.grading import build_checks
 
 
 def test_check_choices_right_set_passes() -> None:
@@ -38,3 +39,20 @@ def test_time_limit_stops_a_hanging_call() -> None:
     with pytest.raises(grading.TimeLimitExceeded, match=r"still running after 0\.3 s"):
         _spin(0.3)
     assert time.monotonic() - started < 2
+
+
+def _swallows_exceptions(path: str, data: bytes) -> str:
+    while True:
+        try:  # noqa: SIM105 - the learner's mistake under test
+            time.sleep(0.1)
+        except Exception:
+            pass
+
+
+@pytest.mark.timeout(20, method="thread")  # without the fix the loop never ends
+def test_time_limit_not_swallowed_by_except_exception() -> None:
+    started = time.monotonic()
+    failure = build_checks.check_fingerprint(_swallows_exceptions, "a.css", b"x")
+    assert isinstance(failure, grading.Failed)
+    assert "still running after" in failure.message
+    assert time.monotonic() - started < build_checks.SECONDS + 2

@@ -8,6 +8,8 @@ import pytest
 
 from opslab import grading
 
+from .conftest import master_score
+
 
 def test_parse_dockerfile_joins_continuations_and_names_stages() -> None:
     stages = grading.parse_dockerfile(
@@ -51,3 +53,93 @@ def test_check_dockerfile_source_before_install_fails() -> None:
 
 def test_check_dockerfile_unanswered_says_so() -> None:
     assert "Not answered yet" in repr(grading.check_dockerfile(..., "stages"))
+
+
+# A Dockerfile that kept the letter of rules 1-6 and none of their point: a builder that
+# does nothing, a full final image that installs from the index itself.
+HOLLOW_BUILDER = """
+FROM python:3.11 AS builder
+RUN true
+FROM python:3.11
+RUN useradd -u 10001 app
+COPY --from=builder /etc/hostname /tmp/x
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY app/ ./app/
+USER app
+HEALTHCHECK CMD ["true"]
+ENTRYPOINT ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8080"]
+"""
+BUILDER = "FROM python:3.11-slim AS builder\nCOPY requirements.txt .\n"
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [("slim-base", "a full image"), ("deps-from-builder", "No builder stage installs")],
+)
+def test_check_dockerfile_hollow_builder_fails(rule: str, expected: str) -> None:
+    assert expected in repr(grading.check_dockerfile(HOLLOW_BUILDER, rule))
+
+
+@pytest.mark.parametrize(
+    "base", ["python:3.11", "python:3.12-bookworm", "docker.io/library/python:3.11", "python"]
+)
+def test_check_dockerfile_full_final_base_fails(base: str) -> None:
+    text = f"ARG BASE_IMAGE={base}\nFROM python:3.11 AS builder\nFROM ${{BASE_IMAGE}}\n"
+    assert "a full image" in repr(grading.check_dockerfile(text, "slim-base"))
+
+
+@pytest.mark.parametrize(
+    "base", ["python:3.11-slim", "python:3.12-slim-bookworm", "python:3.11-alpine",
+             "gcr.io/distroless/python3-debian12"],
+)  # fmt: skip
+def test_check_dockerfile_slim_final_base_passes(base: str) -> None:
+    text = f"FROM python:3.11 AS builder\nFROM base AS unused\nFROM {base} AS runtime\n"
+    assert grading.check_dockerfile(text, "slim-base") is None
+
+
+def test_check_dockerfile_final_stage_installing_from_index_fails() -> None:
+    text = (
+        BUILDER + "RUN pip install --prefix=/install -r requirements.txt\n"
+        "FROM python:3.11-slim\nCOPY --from=builder /install /usr/local\n"
+        "COPY requirements.txt .\nRUN pip install -r requirements.txt\n"
+    )
+    assert "from the index" in repr(grading.check_dockerfile(text, "deps-from-builder"))
+
+
+def test_check_dockerfile_copying_only_the_source_from_builder_fails() -> None:
+    text = (
+        BUILDER + "RUN pip install -r requirements.txt\nCOPY app/ /build/app/\n"
+        "FROM python:3.11-slim\nCOPY --from=builder /build/app /srv/app\n"
+    )
+    assert "does not take the installed" in repr(
+        grading.check_dockerfile(text, "deps-from-builder")
+    )
+
+
+@pytest.mark.parametrize(
+    ("install", "copy"),
+    [
+        ("RUN pip install --prefix=/install -r requirements.txt",
+         "COPY --from=builder /install /usr/local"),
+        ("RUN pip install --target /deps -r requirements.txt", "COPY --from=0 /deps /deps"),
+        ("ENV VIRTUAL_ENV=/opt/app\nRUN python -m venv $VIRTUAL_ENV"
+         " && $VIRTUAL_ENV/bin/pip install -r requirements.txt",
+         "COPY --from=builder $VIRTUAL_ENV $VIRTUAL_ENV"),
+        ("RUN pip wheel -w /wheels -r requirements.txt",
+         "COPY --from=builder /wheels /wheels\nCOPY requirements.txt .\n"
+         "RUN pip install --no-index --find-links=/wheels -r requirements.txt"),
+    ],
+)  # fmt: skip
+def test_check_dockerfile_dependencies_from_builder_pass(install: str, copy: str) -> None:
+    text = f"{BUILDER}{install}\nFROM python:3.11-slim\n{copy}\n"
+    assert grading.check_dockerfile(text, "deps-from-builder") is None
+
+
+def test_master_q1b_rules_hollow_builder_loses_points(master: dict[str, Any]) -> None:
+    parsed = {"skip": "check_dockerfile_runs"}  # the build is tested in test_dockerfile_build
+    earned, possible = master_score("review.ipynb", "q1b", dockerfile=HOLLOW_BUILDER, **parsed)
+    assert possible == 8
+    assert earned == 6  # slim-base and deps-from-builder lost
+    model = master_score("review.ipynb", "q1b", dockerfile=master["dockerfile"], **parsed)
+    assert model == (8, 8)

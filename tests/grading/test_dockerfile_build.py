@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -69,6 +70,10 @@ def test_build_and_run_model_answer_answers_and_stops_fast(
     assert model_run.pid1.endswith("uvicorn app.main:app --host 0.0.0.0 --port 8080")
     assert model_run.exit_code == 0
     assert model_run.stop_seconds < dockerfile_build.STOP_FAST
+    assert model_run.healthcheck is not None
+    assert model_run.healthcheck[0] == "/venv/bin/python"
+    assert model_run.health_running == 0
+    assert model_run.health_idle not in {0, None}  # no app in that container: the probe fails
 
 
 @pytest.mark.timeout(300)
@@ -155,3 +160,38 @@ def test_no_leftover_containers_or_images(model_run: dockerfile_build.RunReport)
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert [i["Names"] for i in json.loads(images.stdout or "[]") if i.get("Names")] == []
     assert subprocess.run([cli, "image", "exists", PYTHON_LIKE], check=False).returncode == 0
+
+
+HEALTHCHECK = re.compile(r"^HEALTHCHECK .*?\n(?=ENTRYPOINT)", re.S | re.M)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    "healthcheck",
+    ['HEALTHCHECK CMD ["true"]\n', "HEALTHCHECK CMD true\n",
+     'HEALTHCHECK CMD ["/venv/bin/python", "-c", "print(1)"]\n'],
+    ids=["exec-true", "shell-true", "python-print"],
+)  # fmt: skip
+def test_check_dockerfile_runs_healthcheck_that_probes_nothing_fails(
+    model_run: dockerfile_build.RunReport, master: dict[str, Any], healthcheck: str
+) -> None:
+    text, replaced = HEALTHCHECK.subn(healthcheck, master["dockerfile"])
+    assert replaced == 1
+    assert grading.check_dockerfile(text, "healthcheck") is None  # the parse rule is fooled
+    failure = grading.check_dockerfile_runs(text)
+    assert isinstance(failure, grading.Failed)
+    assert "where the app is not running" in failure.message
+    assert "root" not in failure.message
+    assert "SIGTERM" not in failure.message
+
+
+@pytest.mark.timeout(300)
+def test_check_dockerfile_runs_healthcheck_missing_program_fails(
+    model_run: dockerfile_build.RunReport, master: dict[str, Any]
+) -> None:
+    text = HEALTHCHECK.sub(
+        "HEALTHCHECK CMD curl -fsS http://127.0.0.1:8080/healthz\n", master["dockerfile"]
+    )
+    failure = grading.check_dockerfile_runs(text)
+    assert isinstance(failure, grading.Failed)
+    assert "failed (exit 127) while the app was answering" in failure.message
