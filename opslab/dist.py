@@ -4,7 +4,8 @@
 (notebooks, exercises, the app, the toolkit, the book's pages, Binder's files, the Makefile)
 into OUT (default `_build/learner`) as a git repository of one commit, and packs the same
 files into `OUT.tar.gz`. Left out: `solutions/` (the masters and the autograder zips with the
-hidden tests), `tests/`, CI files and anything built. Publish OUT as the repository that
+hidden tests), `opslab/grading/keys/` (model answers and hidden cases), `tests/`, CI files
+and anything built. Publish OUT as the repository that
 Binder and nbgitpuller links point at; the instructor's repository keeps the answers.
 """
 
@@ -21,7 +22,10 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "_build" / "learner"
-EXCLUDED = ("solutions/", "tests/", ".ci/", "_build/", ".github/")
+EXCLUDED = (
+    "solutions/", "tests/", ".ci/", "_build/", ".github/",
+    "opslab/grading/keys/",  # the model answers and hidden cases the checks compare with
+)  # fmt: skip
 EPOCH = 315532800  # 1980-01-01: the same files make the same archive
 
 

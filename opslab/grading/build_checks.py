@@ -34,13 +34,20 @@ HASH_LENGTH = 12
 SECONDS = 2.0
 
 
+# The public check's case, answered, for a learner's copy without the answer keys.
+PUBLIC_NAMES = {("css/app.css", "117f85041fb8"): "css/app.117f85041fb8.css"}
+
+
 def expected_name(path: str, data: bytes) -> str:
-    """The reference answer: the hash goes before the last extension of the file name."""
-    digest = hashlib.sha256(data).hexdigest()[:HASH_LENGTH]
-    folder, name = posixpath.split(path)
-    stem, dot, suffix = name.rpartition(".")
-    hashed = f"{stem}.{digest}.{suffix}" if dot and stem else f"{name}.{digest}"
-    return posixpath.join(folder, hashed) if folder else hashed
+    """The reference name: from the answer keys (instructors), else the public case's answer."""
+    try:
+        from opslab.grading.keys.fingerprint import expected_name as reference
+    except ImportError:  # the learner distribution ships no keys
+        digest = hashlib.sha256(data).hexdigest()[:HASH_LENGTH]
+        if (path, digest) in PUBLIC_NAMES:
+            return PUBLIC_NAMES[path, digest]
+        raise CheckFailed(f"{path!r} is checked when your notebook is graded.") from None
+    return reference(path, data)
 
 
 def _call(function: Any, path: str, data: bytes) -> str:

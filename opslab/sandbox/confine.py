@@ -280,16 +280,16 @@ def enter_private_namespaces(hidden: Iterable[Path], tmp_bytes: int = 1 << 30) -
     VIEW.mkdir(mode=0o755, exist_ok=True)
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET), "unshare")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    for path in hidden:  # first: the views bound below (recursively) keep them hidden
+        if path.is_dir():
+            _check(libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", MS_RDONLY,
+                              b"size=4k,mode=0555"), f"hide {path}")  # fmt: skip
     _check(libc.mount(b"tmpfs", os.fsencode(VIEW), b"tmpfs", 0, b"size=64k,mode=0755"), "view")
     for number, path in enumerate(needed):
         alias = VIEW / str(number)
         alias.mkdir(mode=0o755)
         _bind(libc, path, alias)
         SOURCES[path] = alias
-    for path in hidden:
-        if path.is_dir():
-            _check(libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", MS_RDONLY,
-                              b"size=4k,mode=0555"), f"hide {path}")  # fmt: skip
     private = [p for p in ("/tmp", "/dev/shm") if os.path.isdir(p)]  # podman needs /var/tmp
     for path in private:
         options = f"size={tmp_bytes},mode=1777".encode()

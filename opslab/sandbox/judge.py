@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import os
+import pkgutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -227,6 +228,14 @@ def grade(job: dict[str, Any], judge: Judge) -> dict[str, Any]:
     }
 
 
+def import_answer_keys() -> None:
+    """Import every module of opslab.grading.keys, so the checks have them once hidden."""
+    from opslab.grading import keys
+
+    for module in pkgutil.iter_modules(keys.__path__, keys.__name__ + "."):
+        importlib.import_module(module.name)
+
+
 def main() -> int:
     """JSON job on stdin -> JSON result on the original stdout (prints go to stderr)."""
     logging.basicConfig(level=logging.WARNING, format="judge: %(message)s")
@@ -234,6 +243,7 @@ def main() -> int:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     host_net = os.open("/proc/self/ns/net", os.O_RDONLY)
+    import_answer_keys()  # before they are hidden from everything started from here on
     confine.enter_private_namespaces([Path(p) for p in job["hidden"]])
     confinement = confine.Confinement(int(job["uid"]), confine.Limits())
     confine.ACTIVE = confinement

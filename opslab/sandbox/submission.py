@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opslab.grading import keys
 from opslab.sandbox import confine
 
 MAX_NOTEBOOK = 16 << 20
@@ -92,6 +93,7 @@ def code_cells(notebook: Path) -> list[str]:
 def hidden_paths(*extra: Path) -> list[str]:
     """What the sandbox must not see: answers, hidden tests, history, builds, submissions."""
     paths = [ROOT / name for name in ("solutions", "tests", ".git", "_build")]
+    paths.append(Path(keys.__file__).parent)  # the judge imported them before hiding
     keep = confine.python_paths()
     for path in extra:
         path = path.resolve()

@@ -67,6 +67,10 @@ ATTACKS = {
         "        found = set(re.search(r\"key='(\\w+)'\", text).group(1))\n"
         "    except Exception:\n        pass\nif found:\n    q1a = found"
     ],
+    "read_answer_keys": [
+        "try:\n    import opslab.grading.keys.fingerprint\n    q1a = {'A', 'C', 'F'}\n"
+        "except ImportError:\n    pass"
+    ],
     "read_solutions": [
         "import json\ntry:\n"
         f"    nb = json.load(open({str(grade_class.SOLUTIONS / 'review.ipynb')!r}))\n"
@@ -224,7 +228,7 @@ def test_stopped_cell_named_in_csv_and_feedback(graded: pd.DataFrame, name: str)
     assert "was stopped at its 5 s limit" in graded.loc[name, "notes"]
     feedback = (graded.attrs["feedback"] / f"{name}.txt").read_text()
     assert "was stopped at its 5 s limit" in feedback
-    assert feedback.startswith(f"{name}: 2 / 26 points")
+    assert feedback.startswith(f"{name}: 2 / 28 points")
 
 
 def test_grading_changes_no_course_file(graded: pd.DataFrame) -> None:
@@ -239,5 +243,5 @@ def test_grading_leaves_no_sandbox_process(graded: pd.DataFrame) -> None:
 
 
 def test_maximum_comes_from_the_assignment(graded: pd.DataFrame) -> None:
-    assert graded.attrs["max"] == {"q1a": 2, "q1b": 7, "q2a": 2, "q2b": 9, "q3a": 2, "q3b": 4}
+    assert graded.attrs["max"] == {"q1a": 2, "q1b": 9, "q2a": 2, "q2b": 9, "q3a": 2, "q3b": 4}
     assert (graded["percent"] <= 100).all()

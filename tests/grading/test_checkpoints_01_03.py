@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from opslab import grade_class
 from opslab.grading import build_checks, nginx_checks
 from opslab.grading.common import Failed
+from opslab.grading.keys import fingerprint
 
 CHECKPOINTS = ("checkpoint-01-build", "checkpoint-02-images", "checkpoint-03-nginx")
 SOLUTION = re.compile(r"# BEGIN SOLUTION NO PROMPT\n(.*)# END SOLUTION", re.S)
@@ -76,13 +78,13 @@ def _digest(data: bytes) -> str:
 
 def test_expected_name_hash_before_last_extension_of_the_file_name() -> None:
     h = _digest(b"x")
-    assert build_checks.expected_name("css/app.css", b"x") == f"css/app.{h}.css"
-    assert build_checks.expected_name("js/lib.min.js", b"x") == f"js/lib.min.{h}.js"
-    assert build_checks.expected_name("v1.2/CHANGES", b"x") == f"v1.2/CHANGES.{h}"
+    assert fingerprint.expected_name("css/app.css", b"x") == f"css/app.{h}.css"
+    assert fingerprint.expected_name("js/lib.min.js", b"x") == f"js/lib.min.{h}.js"
+    assert fingerprint.expected_name("v1.2/CHANGES", b"x") == f"v1.2/CHANGES.{h}"
 
 
 def test_check_fingerprint_reference_passes_naive_split_fails_with_hint() -> None:
-    assert build_checks.check_fingerprint(build_checks.expected_name, "v1.2/CHANGES", b"x") is None
+    assert build_checks.check_fingerprint(fingerprint.expected_name, "v1.2/CHANGES", b"x") is None
 
     def naive(path: str, data: bytes) -> str:
         stem, _, suffix = path.rpartition(".")
@@ -111,9 +113,9 @@ def test_check_fingerprint_unanswered_raising_hanging_are_messages() -> None:
 
 def test_check_deterministic_rejects_hashing_the_path() -> None:
     def by_path(path: str, data: bytes) -> str:
-        return build_checks.expected_name(path, path.encode())
+        return fingerprint.expected_name(path, path.encode())
 
-    assert build_checks.check_deterministic(build_checks.expected_name, "a.js", b"1") is None
+    assert build_checks.check_deterministic(fingerprint.expected_name, "a.js", b"1") is None
     assert "hash the content" in repr(build_checks.check_deterministic(by_path, "a.js", b"1"))
 
 
@@ -226,3 +228,16 @@ def test_check_rate_limited_refusing_the_first_request_fails() -> None:
 def test_check_rate_limited_unanswered_and_bad_template() -> None:
     assert "Not answered yet" in repr(nginx_checks.check_rate_limited(...))
     assert "placeholders" in repr(nginx_checks.check_rate_limited("{{ nope }}"))
+
+
+def test_public_fingerprint_check_runs_without_the_answer_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The learner distribution has no keys: the public case still checks, a hidden one waits."""
+    monkeypatch.setitem(sys.modules, "opslab.grading.keys.fingerprint", None)
+    data = b"body { color: #222; }\n"
+    assert build_checks.check_fingerprint(fingerprint.expected_name, "css/app.css", data) is None
+    failed = build_checks.check_fingerprint(fingerprint.expected_name, "a/b.js", b"x")
+    assert "checked when your notebook is graded" in failed.message
+    monkeypatch.undo()
+    assert build_checks.expected_name("css/app.css", data) == "css/app.117f85041fb8.css"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from opslab import grade_class
 from opslab.grading import deploy_checks, lifecycle_checks, metrics_checks, precedence_checks
 from opslab.grading.common import Failed
+from opslab.grading.keys import precedence as keys
 
 from .conftest import answers, master_score
 
@@ -88,9 +90,9 @@ def given05() -> dict:
 # ------------------------------------------------------------------ 04 precedence
 
 
-@pytest.mark.parametrize("case", sorted(precedence_checks.CASES))
+@pytest.mark.parametrize("case", sorted({**precedence_checks.PUBLIC_CASES, **keys.HIDDEN_CASES}))
 def test_check_resolve_reference_passes_every_case(case: str) -> None:
-    assert precedence_checks.check_resolve(precedence_checks.reference_resolve, case) is None
+    assert precedence_checks.check_resolve(keys.reference_resolve, case) is None
 
 
 def test_check_resolve_unanswered_says_not_answered() -> None:
@@ -102,7 +104,7 @@ def test_check_resolve_unanswered_says_not_answered() -> None:
 
 def test_check_resolve_dotenv_over_environment_fails_with_hint() -> None:
     def resolve(defaults, dotenv_text, environ, overrides):
-        dotenv = precedence_checks.parse_dotenv(dotenv_text)
+        dotenv = keys.parse_dotenv(dotenv_text)
         return {
             k: overrides.get(k, dotenv.get(k.upper(), environ.get(k.upper(), v)))
             for k, v in defaults.items()
@@ -140,7 +142,7 @@ def test_check_resolve_hanging_or_crashing_code_gives_message() -> None:
 
 def test_parse_dotenv_comments_quotes_first_equals() -> None:
     text = "# c\n\n A = '1' \nB=x=y\nC=\"q\"\n#D=4\nnoequals\n"
-    assert precedence_checks.parse_dotenv(text) == {"A": "1", "B": "x=y", "C": "q"}
+    assert keys.parse_dotenv(text) == {"A": "1", "B": "x=y", "C": "q"}
 
 
 # ------------------------------------------------------------------ 05 metrics
@@ -309,3 +311,17 @@ def test_master06_fixed_drain_loses_a_hidden_point(
     earned, possible = master_score("checkpoint-06-shutdown.ipynb", "q1", server_source=ignores)
     assert possible == 4
     assert earned <= 3
+
+
+def test_public_resolve_check_runs_without_the_answer_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The learner distribution has no keys: the public case checks, a hidden one waits."""
+    assert precedence_checks.PUBLIC_ANSWERS["basic"] == keys.reference_resolve(
+        *(
+            dict(x) if isinstance(x, dict) else x
+            for x in precedence_checks.PUBLIC_CASES["basic"][1:]
+        )
+    )
+    monkeypatch.setitem(sys.modules, "opslab.grading.keys.precedence", None)
+    assert precedence_checks.check_resolve(keys.reference_resolve, "basic") is None
+    failed = precedence_checks.check_resolve(keys.reference_resolve, "overrides-win")
+    assert "checked when your notebook is graded" in failed.message

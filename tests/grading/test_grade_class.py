@@ -62,7 +62,9 @@ def test_grade_submissions_get_the_scores_they_deserve(tmp_path: Path) -> None:
     assert scores.loc["empty", "total"] == 0
     partly = scores.loc["partly_right"]
     assert (partly["q1a"], partly["q2a"], partly["q3a"]) == (2, 0, 2)
-    assert partly["q1b"] == 2  # two stages and no build tools; root and shell form lose points
+    # two stages, no build tools, a slim final base with its --prefix install from the builder;
+    # root and shell form lose points, and so does its build-and-run and health check
+    assert partly["q1b"] == 4
     # ... also when built and run: its shell-form CMD is SIGKILLed after the 10 s grace period
     assert partly["q2b"] == 2  # only the public checks: the hidden ones catch the hard-coding
     assert partly["q3b"] == 0
