@@ -17,19 +17,22 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict
+
+from sample_app.fields import non_blank
 
 HISTORY = 50
+Author = non_blank(40)
+Text = non_blank(500)
 
 
 class ChatIn(BaseModel):
     """A message to publish."""
 
     model_config = ConfigDict(extra="forbid")
-    author: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    author: Author
+    text: Text
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import urllib.error
@@ -43,12 +44,20 @@ def _fail(message: str) -> None:
     raise SystemExit(EXIT_CONFIG)
 
 
-def _prepare_multiprocess_dir() -> None:
-    """Metrics files from a previous run would be counted again: start from empty."""
+def _prepare_multiprocess_dir(settings: Settings) -> None:
+    """Metrics files from a previous run would be counted again: start from empty.
+
+    Only this instance's own subdirectory is emptied (and handed to the workers): blue
+    and green may be given the same PROMETHEUS_MULTIPROC_DIR, and wiping it all at
+    start reset the other, live instance's counters.
+    """
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
-        shutil.rmtree(directory, ignore_errors=True)
-        Path(directory).mkdir(parents=True)
+        name = settings.instance_id or f"{settings.host}-{settings.port}"
+        own = Path(directory) / re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        shutil.rmtree(own, ignore_errors=True)
+        own.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(own)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -57,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings_or_exit(**overrides)
     # Workers build their own app from the environment: hand the CLI's choices down.
     os.environ.update({k.upper(): str(v) for k, v in overrides.items()})
-    _prepare_multiprocess_dir()
+    _prepare_multiprocess_dir(settings)
     import uvicorn  # imported late: `version` and `health-check` stay fast
 
     from sample_app.logconfig import logging_config

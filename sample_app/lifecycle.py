@@ -52,8 +52,14 @@ class Lifecycle:
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         forward = self._previous.get(sig)
-        if self.draining or self._loop is None:
-            if forward:  # a second signal: hand over at once (uvicorn force-quits on ^C^C)
+        if self._loop is None:
+            if forward:
+                forward(sig, frame)
+            return
+        if self.draining:
+            # uvicorn's supervisor (several workers) sends SIGTERM again within 0.5 s:
+            # forwarding it now would cut the drain short. A second ^C still force-quits.
+            if forward and sig != signal.SIGTERM:
                 forward(sig, frame)
             return
         log.info(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from sample_app.config import ConfigError, Settings, get_settings
 from sample_app.db import Database
 from sample_app.errors import install_error_handlers
 from sample_app.lifecycle import Lifecycle
-from sample_app.metrics import MetricsMiddleware, metrics_endpoint
+from sample_app.metrics import MetricsMiddleware, mark_worker_dead, metrics_endpoint
 from sample_app.middleware import (
     AllowedMethodsMiddleware,
     InstanceHeaderMiddleware,
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifecycle.begin_draining()
         lifecycle.restore_signal_hooks()
         database.dispose()
+        # This worker's live gauges (requests in progress, open streams) would otherwise
+        # be summed into /metrics by the other workers forever after it exits.
+        mark_worker_dead(os.getpid())
 
     app = FastAPI(
         title="Ops Lab todo app",

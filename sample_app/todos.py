@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, StrictBool, StringConstraints
+from pydantic import BaseModel, ConfigDict, StrictBool
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sample_app.db import TITLE_MAX_LENGTH, Todo
+from sample_app.fields import non_blank
 
-Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_LENGTH)
-]
+Title = non_blank(TITLE_MAX_LENGTH)
 
 
 class TodoCreate(BaseModel):

@@ -70,7 +70,7 @@ def error_message(exc: ValidationError) -> str:
     """One readable sentence for the first validation error."""
     error = exc.errors()[0]
     label = FIELD_LABELS.get(str(error["loc"][0]), "Value") if error["loc"] else "Value"
-    if error["type"] == "string_too_short":
+    if error["type"] in {"string_too_short", "string_pattern_mismatch"}:  # blank
         return f"{label} must not be empty."
     if error["type"] == "string_too_long":
         return f"{label} must be at most {error['ctx']['max_length']} characters."

@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -92,3 +93,13 @@ def test_multiprocess_metrics_count_every_worker() -> None:
     # Counted when a response ends: the last scrape sees the 30 before it, whichever
     # worker served each; one worker's registry alone would see about half.
     assert total == 30
+
+
+def test_stopped_workers_leave_no_live_gauges() -> None:
+    app = start_app(name="test-dead-workers", workers=2, multiprocess_metrics=True)
+    with app:
+        httpx.get(f"{app.url}/health", timeout=5)
+        metrics_dir = Path(app.env["PROMETHEUS_MULTIPROC_DIR"])
+        assert list(metrics_dir.rglob("gauge_livesum_*.db"))  # the workers are counting
+    # Files left behind are summed into /metrics by the next workers over this directory.
+    assert list(metrics_dir.rglob("gauge_livesum_*.db")) == []  # was: left behind
