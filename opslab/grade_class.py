@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import subprocess
 import sys
 import tempfile
@@ -62,13 +63,33 @@ def assign(master: Path, exercises: Path = EXERCISES, autograder: Path = AUTOGRA
     return target
 
 
+OTTER_INIT = re.compile(r"import otter\s*\ngrader = otter\.Notebook\(")
+HONEST_INIT = "from opslab.grading.notebook import Notebook\ngrader = Notebook("
+
+
+def honest_grader(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """otter's setup cell, made to create the course's `grader` (one-line honest verdicts)
+    and moved below the title; the book leaves it out of the page."""
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and OTTER_INIT.search(cell.source):
+            cell.source = OTTER_INIT.sub(lambda _: HONEST_INIT, cell.source)
+            cell.metadata.setdefault("tags", [])
+            if "remove-cell" not in cell.metadata["tags"]:
+                cell.metadata["tags"].append("remove-cell")
+            title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), None)
+            if title is not None and title > index:
+                nb.cells.insert(title, nb.cells.pop(index))
+            break
+    return nb
+
+
 def stable_cell_ids(notebook: Path, target: Path) -> Path:
     """Copy a notebook, replacing otter's random cell ids by ids derived from the cells.
 
     An id is a hash of the notebook's name, the cell's type and source (and which repeat of
     that source it is): regenerating gives the same ids, and an edit changes only its cell.
     """
-    nb = nbformat.read(notebook, as_version=4)
+    nb = honest_grader(nbformat.read(notebook, as_version=4))
     seen: dict[tuple[str, str], int] = {}
     for cell in nb.cells:
         key = (cell.cell_type, cell.source)

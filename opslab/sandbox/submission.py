@@ -26,7 +26,8 @@ MAX_NOTEBOOK = 16 << 20
 MAX_RESULT = 32 << 20
 SUBMISSION_SECONDS = 600.0
 OTTER_SCAFFOLD = re.compile(
-    r"^\s*(#[^\n]*\n\s*)*(import otter\s*\n\s*grader\s*=\s*otter\.Notebook\([^)]*\)\s*"
+    r"^\s*(#[^\n]*\n\s*)*((import otter|from opslab\.grading\.notebook import Notebook)\s*\n"
+    r"\s*grader\s*=\s*(otter\.)?Notebook\([^)]*\)\s*"
     r"|(grader\.(check|check_all|export)\([^()]*\)\s*)+)$"
 )
 ROOT = Path(__file__).resolve().parents[2]
