@@ -16,6 +16,7 @@ from sqlalchemy import Boolean, DateTime, Engine, Integer, String, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sample_app import deadline
 from sample_app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -68,12 +69,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _claim_deadline(_session: Session, _context: object) -> None:
+    deadline.claim_current()
+
+
 class Database:
     """The engine and session factory the app holds for its lifetime."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # After the flush, just before COMMIT: a request that has had its 504 rolls back.
+        event.listen(self.sessions, "after_flush_postexec", _claim_deadline)
 
     def create_tables(self) -> None:
         Base.metadata.create_all(self.engine)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 
 from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sample_app import deadline
 from sample_app.metrics import KNOWN_METHODS
+
+log = logging.getLogger(__name__)
 
 
 class InstanceHeaderMiddleware:
@@ -37,7 +41,9 @@ class ResponseDeadlineMiddleware:
     """Answers 504 when a handler has not started its response within `timeout` seconds.
 
     This is the counterpart of Go's `http.Server.WriteTimeout` for the app's own work;
-    a response that has started (an SSE stream) may then run as long as it likes.
+    a response that has started (an SSE stream) may then run as long as it likes. A
+    request whose commit has begun is not cut off: its real answer comes, late (see
+    `sample_app.deadline`), so a 504 always means that nothing was written.
     """
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
@@ -51,24 +57,44 @@ class ResponseDeadlineMiddleware:
         started = asyncio.Event()
 
         async def send_wrapper(message: Message) -> None:
+            if guard.expired:
+                return  # the client has its 504
             if message["type"] == "http.response.start":
                 started.set()
             await send(message)
 
+        guard = deadline.start()  # the handler's task and threads inherit it
         task = asyncio.ensure_future(self.app(scope, receive, send_wrapper))
         waiter = asyncio.ensure_future(started.wait())
         try:
             await asyncio.wait({task, waiter}, timeout=self.timeout, return_when="FIRST_COMPLETED")
-            if not started.is_set() and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if not started.is_set() and not task.done() and guard.expire():
                 await _send_json(send, 504, {"detail": f"no response within {self.timeout:g}s"})
+                await _reap(task, self.timeout)
                 return
             await task  # propagates the handler's exception, if any
         finally:
             waiter.cancel()
             task.cancel()  # no-op when done; stops the handler if we are cancelled ourselves
+
+
+async def _reap(task: asyncio.Future[None], grace: float) -> None:
+    """Let a handler that had its 504 end by itself; cancel it only after `grace` more.
+
+    Cancelling at once left a sync handler's thread committing while FastAPI closed its
+    session from another thread (IllegalStateChangeError), and the SQLite write lock
+    held. Left alone, its commit is refused (DeadlinePassedError) and its session closes.
+    """
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(task), grace)
+    if not task.done():
+        task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    except Exception as exc:  # logged, not raised: the response has been sent
+        log.info("a handler ended after its 504: %r", exc)
 
 
 async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:

@@ -147,13 +147,15 @@ class CSRFProtection:
             return False
         return isinstance(signed, str) and hmac.compare_digest(signed, cookie_value)
 
-    def origin_allowed(self, headers: Headers) -> bool:
-        """No Origin header (some older browsers), this host, or one of ALLOWED_ORIGINS."""
+    def origin_allowed(self, headers: Headers, scheme: str) -> bool:
+        """No Origin header (some older browsers), this origin, or one of ALLOWED_ORIGINS."""
         origin = headers.get("origin")
         if origin is None:
             return True
         origin = origin.rstrip("/").lower()
-        return origin in self.allowed_origins or _same_host(origin, headers.get("host", ""))
+        return origin in self.allowed_origins or _same_origin(
+            origin, scheme, headers.get("host", "")
+        )
 
     def set_cookie_header(self, value: str) -> tuple[bytes, bytes]:
         secure = "; Secure" if self.secure_cookie else ""
@@ -161,21 +163,22 @@ class CSRFProtection:
         return b"set-cookie", cookie.encode("latin-1")
 
 
-def _same_host(origin: str, host_header: str) -> bool:
-    """Does `Origin` name the host the request was sent to?
+def _same_origin(origin: str, scheme: str, host_header: str) -> bool:
+    """Does `Origin` name this request's scheme, host and port?
 
-    Schemes are not compared: behind a TLS-terminating proxy the app sees plain http.
-    Ports are compared only when the Host header has one: nginx's `$host` drops it.
+    Behind nginx the scheme is the client's: uvicorn applies X-Forwarded-Proto from
+    FORWARDED_ALLOW_IPS only. nginx passes `Host $host:$server_port`, with the port.
     """
+    defaults = {"http": 80, "https": 443}
     try:
         sent, host = urlsplit(origin), urlsplit("//" + host_header.lower())
-        origin_port = sent.port or {"http": 80, "https": 443}.get(sent.scheme)
-        host_port = host.port
+        origin_port = sent.port or defaults.get(sent.scheme)
+        host_port = host.port or defaults.get(scheme)
     except ValueError:  # a malformed port
         return False
-    if not sent.hostname or sent.hostname != host.hostname:
+    if not sent.hostname or sent.hostname != host.hostname or sent.scheme != scheme:
         return False
-    return host_port is None or host_port == origin_port
+    return host_port == origin_port
 
 
 class CSRFToken:
@@ -222,7 +225,7 @@ class CSRFMiddleware:
             and not scope["path"].startswith(CSRF_EXEMPT_PREFIXES)
             and _routed(scope)
         ):
-            problem, receive = await self.check(headers, receive, cookie_value)
+            problem, receive = await self.check(scope, headers, receive, cookie_value)
             if problem is DISCONNECTED:
                 return  # the client left mid-body: nothing to answer, nothing to run
             if problem:
@@ -241,14 +244,14 @@ class CSRFMiddleware:
         await self.app(scope, receive, send_wrapper)
 
     async def check(
-        self, headers: Headers, receive: Receive, cookie_value: str | None
+        self, scope: Scope, headers: Headers, receive: Receive, cookie_value: str | None
     ) -> tuple[str | None, Receive]:
         """Why this request must be refused (or None), and the `receive` to pass on.
 
         The cheap checks come first: a foreign Origin is refused before a byte of the
         body is read, and a token in the header means the body is never read here.
         """
-        if not self.protection.origin_allowed(headers):
+        if not self.protection.origin_allowed(headers, scope.get("scheme", "http")):
             return "cross-origin request refused (Origin does not match this site)", receive
         sent = headers.get(CSRF_HEADER)
         if not sent and _media_type(headers) == FORM_MEDIA_TYPE:

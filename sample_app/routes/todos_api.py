@@ -31,6 +31,10 @@ BODY_ERRORS: dict[int | str, dict[str, object]] = {
     413: {"description": "Body larger than MAX_BODY_BYTES"},
     415: {"description": "Body not sent as application/json"},
 }
+# A write either commits before its deadline or is rolled back (sample_app.deadline).
+TIMED_OUT: dict[int | str, dict[str, object]] = {
+    504: {"description": "No answer within REQUEST_TIMEOUT; nothing was written, safe to retry"}
+}
 NOT_FOUND: dict[int | str, dict[str, object]] = {404: {"description": "No todo with this id"}}
 
 router = APIRouter(prefix="/api/todos", tags=["todos"], dependencies=[Depends(require_json)])
@@ -43,7 +47,10 @@ def list_todos(session: SessionDep) -> list[todos.Todo]:
 
 
 @router.post(
-    "", response_model=todos.TodoOut, status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS
+    "",
+    response_model=todos.TodoOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**BODY_ERRORS, **TIMED_OUT},
 )
 def create_todo(data: todos.TodoCreate, session: SessionDep) -> todos.Todo:
     """Create a todo (title: 1-200 characters after trimming)."""
@@ -58,13 +65,17 @@ def read_todo(todo: TodoDep) -> todos.Todo:
     return todo
 
 
-@router.patch("/{todo_id}", response_model=todos.TodoOut, responses={**NOT_FOUND, **BODY_ERRORS})
+@router.patch(
+    "/{todo_id}", response_model=todos.TodoOut, responses={**NOT_FOUND, **BODY_ERRORS, **TIMED_OUT}
+)
 def update_todo(data: todos.TodoUpdate, todo: TodoDep, session: SessionDep) -> todos.Todo:
     """Change a todo's title and/or done state."""
     return todos.update_todo(session, todo, data)
 
 
-@router.delete("/{todo_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+@router.delete(
+    "/{todo_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**NOT_FOUND, **TIMED_OUT}
+)
 def delete_todo(todo: TodoDep, session: SessionDep) -> Response:
     """Delete a todo."""
     todos.delete_todo(session, todo)

@@ -298,3 +298,27 @@ def test_proxy_caps_open_streams_per_client(proxy: AppProxy) -> None:
 
     assert statuses[:5] == [(200, True)] * 5
     assert statuses[5] == (429, False)  # nginx's limit_conn, before any app
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({}, 303),  # this page's own origin: https, nginx's port
+        ({"scheme": "http"}, 403),  # was 303: the scheme was not compared
+        ({"port": 1}, 403),  # was 303: nginx's `Host $host` dropped the port
+    ],
+)
+def test_proxy_origin_check_compares_scheme_and_port(
+    proxy: AppProxy, change: dict[str, object], status: int
+) -> None:
+    with proxy.client(local_address="127.0.0.6") as client:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").text)
+        assert token
+        sent = str(httpx.URL(proxy.https_url).copy_with(**change)).rstrip("/")
+        response = client.post(
+            "/todos",
+            data={"title": "origin", "csrf_token": token.group(1)},
+            headers={"Origin": sent},
+        )
+
+    assert response.status_code == status

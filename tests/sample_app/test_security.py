@@ -268,15 +268,17 @@ def test_docs_get_their_own_csp_in_development(client: TestClient) -> None:
     ("origin", "host", "allowed"),
     [
         ("http://127.0.0.1:8080", "127.0.0.1:8080", True),
-        ("https://todo.example.org", "todo.example.org", True),  # TLS ended by the proxy
-        ("http://127.0.0.1:8080", "127.0.0.1", True),  # nginx `$host` drops the port
+        ("http://todo.example.org", "todo.example.org", True),  # default port
+        ("http://todo.example.org:80", "todo.example.org", True),
+        ("https://todo.example.org", "todo.example.org", False),  # not this scheme
+        ("http://127.0.0.1:8080", "127.0.0.1", False),  # a dropped port is port 80
         ("http://127.0.0.1:9999", "127.0.0.1:8080", False),
         ("http://[::1]:8000", "[::1]:8000", True),
         ("https://evil.example", "todo.example.org", False),
         ("null", "todo.example.org", False),  # sandboxed frames, file: pages
     ],
 )
-def test_csrf_origin_check_compares_host_and_port(
+def test_csrf_origin_check_compares_scheme_host_and_port(
     client: TestClient, origin: str, host: str, allowed: bool
 ) -> None:
     token = page_token(client)
