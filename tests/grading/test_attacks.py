@@ -40,6 +40,22 @@ def attack(cells: list[str], *, q1a: str = "...") -> nbformat.NotebookNode:
     return notebook
 
 
+ESCAPING_SERVER = """
+OPSLAB = {opslab!r}
+import glob, os, signal, time
+for path in glob.glob(OPSLAB + '/**/*.py', recursive=True):
+    try:
+        open(path, 'a').write('# tampered')
+    except OSError:
+        pass
+try:
+    os.kill(-1, signal.SIGKILL)
+except OSError:
+    pass
+time.sleep(30)
+""".replace("{opslab!r}", repr(str(grade_class.ROOT / "opslab")))
+
+
 ATTACKS = {
     # The review found each of these scoring points under `otter run`.
     "rebind_grading": [
@@ -92,6 +108,8 @@ ATTACKS = {
         f"recursive=True) + [{SOLUTIONS_ZIP!r}]:\n    try:\n"
         "        open(path, 'a').write('\\nraise SystemExit')\n    except OSError:\n        pass"
     ],
+    # The server an answer starts (q3b) is confined too: its own user, nothing writable.
+    "server_escape": [f"server_source = {ESCAPING_SERVER!r}"],
     # Runaway code: costs only what it breaks.
     "busy_loop": ["while True:\n    pass"],
     "swallow_timeouts": [
