@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, StrictBool
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from sample_app.db import TITLE_MAX_LENGTH, Todo
@@ -36,8 +36,23 @@ class TodoOut(BaseModel):
     done: bool
 
 
-def list_todos(session: Session) -> list[Todo]:
-    return list(session.scalars(select(Todo).order_by(Todo.id)))
+# A list answer is bounded whatever the table holds: a client pages with `after`.
+PAGE_DEFAULT = 100
+PAGE_MAX = 500
+
+
+def list_todos(session: Session, *, limit: int = PAGE_DEFAULT, after: int = 0) -> list[Todo]:
+    """At most `limit` todos with an id above `after`, oldest first."""
+    query = select(Todo).where(Todo.id > after).order_by(Todo.id).limit(min(limit, PAGE_MAX))
+    return list(session.scalars(query))
+
+
+def count_todos(session: Session) -> tuple[int, int]:
+    """(all, done), counted by the database, not by loading every row."""
+    total, done = session.execute(
+        select(func.count(), func.coalesce(func.sum(case((Todo.done, 1), else_=0)), 0))
+    ).one()
+    return int(total), int(done)
 
 
 def create_todo(session: Session, data: TodoCreate) -> Todo:

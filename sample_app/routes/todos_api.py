@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 
 from sample_app import todos
-from sample_app.deps import SessionDep, TodoDep
+from sample_app.deps import MAX_ID, SessionDep, TodoDep
 from sample_app.metrics import TODOS_CREATED
 
 JSON_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -41,9 +43,17 @@ router = APIRouter(prefix="/api/todos", tags=["todos"], dependencies=[Depends(re
 
 
 @router.get("", response_model=list[todos.TodoOut])
-def list_todos(session: SessionDep) -> list[todos.Todo]:
-    """All todos, oldest first."""
-    return todos.list_todos(session)
+def list_todos(
+    session: SessionDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=todos.PAGE_MAX)] = todos.PAGE_DEFAULT,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="Only ids above this")] = 0,
+) -> list[todos.Todo]:
+    """Todos oldest first, at most `limit`; a full page links the next (`Link: rel=next`)."""
+    items = todos.list_todos(session, limit=limit, after=after)
+    if len(items) == limit:
+        response.headers["Link"] = f'</api/todos?after={items[-1].id}&limit={limit}>; rel="next"'
+    return items
 
 
 @router.post(

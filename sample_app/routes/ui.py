@@ -78,10 +78,11 @@ def error_message(exc: ValidationError) -> str:
 
 
 def _todo_context(session: Session, **extra: object) -> dict[str, object]:
-    items = todos.list_todos(session)
-    done = sum(todo.done for todo in items)
-    counts = {"all": len(items), "open": len(items) - done, "done": done}
+    items = todos.list_todos(session, limit=todos.PAGE_MAX)
+    total, done = todos.count_todos(session)
+    counts = {"all": total, "open": total - done, "done": done}
     base = {"page": "todos", "todos": items, "counts": counts, "form_title": "", "error": None}
+    base["hidden"] = total - len(items)  # the page shows the oldest PAGE_MAX, says so
     return {**base, **extra}
 
 

@@ -122,3 +122,32 @@ def test_openapi_documents_the_statuses_returned(client: TestClient) -> None:
         assert {"413", "415", "422"} <= set(paths[path][method]["responses"])
     assert {"413", "415", "422", "429"} <= set(paths["/api/chat/messages"]["post"]["responses"])
     assert {"429", "503"} <= set(paths["/chat/stream"]["get"]["responses"])
+
+
+def test_a_list_answer_is_bounded_and_pages_with_after(client: TestClient) -> None:
+    for n in range(7):
+        client.post("/api/todos", json={"title": f"t{n}"})
+
+    first = client.get("/api/todos", params={"limit": 3})
+    rest = client.get("/api/todos", params={"limit": 3, "after": first.json()[-1]["id"]})
+
+    assert [t["title"] for t in first.json()] == ["t0", "t1", "t2"]
+    assert first.headers["link"].endswith('limit=3>; rel="next"')
+    assert [t["title"] for t in rest.json()] == ["t3", "t4", "t5"]
+    assert client.get("/api/todos", params={"limit": 501}).status_code == 422
+
+
+def test_the_page_shows_a_bounded_list_and_says_how_many_it_left_out(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sample_app import todos
+
+    monkeypatch.setattr(todos, "PAGE_MAX", 3)
+    for n in range(5):
+        client.post("/api/todos", json={"title": f"item-{n}"})
+
+    page = client.get("/").text
+
+    assert "item-2" in page
+    assert "item-3" not in page
+    assert "2 more not shown" in page
