@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+~][\w.]+)?")
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")  # nginx lives here; not on a user's PATH
 BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
-APT_ALL = "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter prometheus podman runc"
+APT_ALL = (
+    "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter prometheus podman runc wrk"
+)
 APT = {
     "nginx": "nginx",
     "nginx-brotli": "nginx libnginx-mod-http-brotli-filter",
@@ -35,6 +37,7 @@ APT = {
     "container-engine": "podman runc",
     "node": "nodejs npm",
     "git": "git",
+    "wrk": "wrk",
 }
 BREW = {
     "nginx": "brew install nginx",
@@ -43,6 +46,7 @@ BREW = {
     "container-engine": "brew install podman && podman machine init && podman machine start",
     "node": "brew install node",
     "git": "brew install git",
+    "wrk": "brew install wrk",
 }
 
 
@@ -143,6 +147,7 @@ CHECKS: dict[str, Callable[[], Capability]] = {
     "container-engine": _check_container_engine,
     "node": lambda: _binary_check("node", "node", ["--version"]),
     "git": lambda: _binary_check("git", "git", ["--version"]),
+    "wrk": lambda: _binary_check("wrk", "wrk", ["--version"]),
 }
 
 

@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         factory=True,
         host=settings.host,
         port=settings.port,
+        uds=args.uds,
         workers=settings.workers,
         # Seconds, fractions kept: int() made SHUTDOWN_TIMEOUT=0.5 mean no grace at all.
         timeout_keep_alive=settings.idle_timeout,  # type: ignore[arg-type]  # float works
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface (HOST; default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (PORT; default 8000)")
     serve.add_argument("--workers", type=int, help="worker processes (WORKERS; default 1)")
+    serve.add_argument(
+        "--uds", help="listen on this Unix socket instead of HOST:PORT (behind a local proxy)"
+    )
     serve.set_defaults(func=cmd_serve)
     health = sub.add_parser("health-check", help="exit 0 if the server answers /health")
     health.add_argument("--url", help="default http://127.0.0.1:$PORT/health")

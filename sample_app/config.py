@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         0.0, ge=0, description="After SIGTERM, answer /ready with 503 this long before closing"
     )
+    handover_file: Path | None = Field(
+        None,
+        description="While this file exists every response says Connection: close, so a "
+        "proxy moves its kept-alive connections to the instance that took over",
+    )
 
     # The app is reachable without nginx (the image listens on 0.0.0.0:8080): it
     # bounds request bodies itself, as nginx's client_max_body_size does in front.

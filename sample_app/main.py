@@ -84,7 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ResponseDeadlineMiddleware, timeout=settings.request_timeout)
     add_security(app, settings)
     instance = settings.instance_id or f"{socket.gethostname()}:{settings.port}"
-    app.add_middleware(InstanceHeaderMiddleware, instance_id=instance)
+    app.add_middleware(
+        InstanceHeaderMiddleware,
+        instance_id=instance,
+        lifecycle=lifecycle,
+        handover_file=settings.handover_file,
+    )
     if settings.metrics_enabled:
         app.add_middleware(MetricsMiddleware)
     return app

@@ -6,23 +6,46 @@ import asyncio
 import contextlib
 import json
 import logging
+from pathlib import Path
 
 from starlette.datastructures import MutableHeaders
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sample_app import deadline
+from sample_app.lifecycle import Lifecycle
 from sample_app.metrics import KNOWN_METHODS
 
 log = logging.getLogger(__name__)
 
 
 class InstanceHeaderMiddleware:
-    """Adds `X-Instance` so a client behind a load balancer can see who answered."""
+    """Adds `X-Instance` so a client behind a load balancer can see who answered.
 
-    def __init__(self, app: ASGIApp, instance_id: str) -> None:
+    While the instance drains (after SIGTERM), or while `handover_file` exists (a deploy
+    switched traffic to another instance), every response also says `Connection: close`:
+    a proxy then drops its kept-alive connection right after the answer, instead of
+    sending more requests here, or sending one on a connection the server is about to
+    close (a request lost in that race is a 502 for a POST, which nginx never resends).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        instance_id: str,
+        lifecycle: Lifecycle | None = None,
+        handover_file: Path | None = None,
+    ) -> None:
         self.app = app
         self.header = (b"x-instance", instance_id.encode())
+        self.lifecycle = lifecycle
+        self.handover_file = handover_file
+
+    def closing(self) -> bool:
+        """Whether a response should end its connection (a stat() is about a microsecond)."""
+        if self.lifecycle is not None and self.lifecycle.draining:
+            return True
+        return self.handover_file is not None and self.handover_file.exists()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -31,7 +54,10 @@ class InstanceHeaderMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), self.header]
+                headers = [*message.get("headers", []), self.header]
+                if self.closing():
+                    headers.append((b"connection", b"close"))
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_wrapper)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools the course drives for real: nginx (+ Brotli), Prometheus,
 # podman (a Docker-API engine without a daemon), runc, debootstrap, tini, bubblewrap (the
-# grading sandbox) and Chromium (the browser test of the published book).
+# grading sandbox), wrk (a load generator that never retries) and Chromium (the browser
+# test of the published book).
 # Root or sudo: installs with apt. Otherwise: prints what to install and exits 0,
 # so a learner without root can still run everything that does not need these tools.
 set -euo pipefail
@@ -12,6 +13,7 @@ APT_PACKAGES=(
   podman runc debootstrap tini
   bubblewrap util-linux
   chromium
+  wrk
   openssl git make curl
 )
 

@@ -1,14 +1,16 @@
 """Blue-green deploys of the sample app behind nginx: `python -m sample_app.deploy ...`.
 
 What an operator runs on the server. A new release (green) starts next to the live one
-(blue) on a new port; only once it is ready, reports the expected version and nginx
-accepts a config pointing at it, nginx is reloaded and blue is drained and stopped.
-Any failed step stops green and leaves blue serving. Knows nothing of the course.
+(blue) on its own Unix socket; only once it is ready, reports the expected version and
+nginx serves its static files, the socket nginx sends to is switched to it (no nginx
+reload) and blue is drained and stopped. Any failed step stops green and leaves blue
+serving. Knows nothing of the course.
 """
 
 from __future__ import annotations
 
 from sample_app.deploy.instances import (
+    DeployError,
     Instance,
     install_release,
     running_from,
@@ -18,7 +20,7 @@ from sample_app.deploy.instances import (
     wait_ready,
 )
 from sample_app.deploy.nginxconf import APP_TEMPLATE, DEFAULTS, render_app_conf
-from sample_app.deploy.tool import DeployError, deploy, rollback, status
+from sample_app.deploy.tool import deploy, rollback, status
 
 __all__ = [
     "APP_TEMPLATE",

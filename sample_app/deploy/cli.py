@@ -1,4 +1,9 @@
-"""`python -m sample_app.deploy [--state-dir DIR] init|install|deploy|rollback|status|stop`."""
+"""`python -m sample_app.deploy [--state-dir DIR] init|install|deploy|rollback|status|stop`.
+
+Settings reach releases from `--env-file FILE` (KEY=VALUE lines; keep it 0600) or
+`--env NAME` (copied from this command's environment), never as a value on the command
+line, where every user of the machine can read it in `ps`.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,35 @@ import os
 import sys
 from collections.abc import Sequence
 
-from sample_app.deploy.instances import install_release, stop_all
-from sample_app.deploy.tool import DeployError, deploy, init, rollback, status, stop
+from sample_app.deploy.instances import DeployError, env_from_args, install_release, stop_all
+from sample_app.deploy.tool import deploy, init, rollback, status, stop
 
 EXIT_FAILED = 1
 
 
-def _pairs(items: Sequence[str]) -> dict[str, str]:
-    """['K=V', ...] -> {'K': 'V'}."""
-    return dict(item.split("=", 1) for item in items)
+def _env_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env-file", action="append", default=[], metavar="FILE")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME", help="pass NAME from here"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m sample_app.deploy", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m sample_app.deploy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--state-dir", default=os.environ.get("DEPLOY_STATE_DIR", "deploy-state"))
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("init", help="record nginx's paths and the settings all releases share")
+    p = sub.add_parser("init", help="point nginx at the live socket; settings all releases share")
     p.add_argument("--nginx", required=True, help="JSON file: prefix, conf, app_conf, url, values")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
-    p = sub.add_parser("install", help="install a wheel as a release directory")
+    _env_options(p)
+    p = sub.add_parser("install", help="install a wheel as a new release directory")
     p.add_argument("wheel")
     p.add_argument("--into", required=True, help="directory holding the releases")
     p.add_argument("--name", required=True)
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    _env_options(p)
     p = sub.add_parser("deploy", help="blue-green deploy of an installed release")
     p.add_argument("--release", required=True, help="an installed release directory")
     p.add_argument("--expect-version", required=True)
@@ -56,10 +67,13 @@ def _run(args: argparse.Namespace) -> None:
             "stop_timeout": args.stop_timeout,
         }
     if args.command == "init":
+        env = env_from_args(args.env, args.env_file)  # refused before anything is read
         with open(args.nginx) as file:
-            init(args.state_dir, nginx=json.load(file), env=_pairs(args.env))
+            nginx = json.load(file)
+        init(args.state_dir, nginx=nginx, env=env)
     elif args.command == "install":
-        print(install_release(args.wheel, args.into, args.name, env=_pairs(args.env)))
+        env = env_from_args(args.env, args.env_file)
+        print(install_release(args.wheel, args.into, args.name, env=env))
     elif args.command == "deploy":
         deploy(args.state_dir, args.release, expect_version=args.expect_version, **options)
     elif args.command == "rollback":
@@ -84,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         _run(args)
-    except DeployError as error:
+    except (DeployError, OSError) as error:
         logging.getLogger("sample_app.deploy").error("FAILED: %s", error)
         return EXIT_FAILED
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,23 @@ from sample_app.deploy import install_release
 from sample_app.deploy.tool import load_state, stop
 
 BROKEN_ENV = {"APP_ENV": "production", "SESSION_SECRET": "change-me", "CSRF_SECRET": "change-me"}
+
+
+def write_env_file(path: Path, **values: str) -> Path:
+    """A KEY=VALUE file only its owner can read, as an operator keeps one."""
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
+def production_env(data_dir: Path) -> dict[str, str]:
+    """What every release gets: production, real secrets, its own data directory."""
+    return {
+        "APP_ENV": "production",
+        "DATA_DIR": str(data_dir),
+        "CSRF_SECRET": secrets.token_urlsafe(32),
+        "SESSION_SECRET": secrets.token_urlsafe(32),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -46,12 +64,23 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppProxy]:
 
 
 @pytest.fixture
-def state_dir(proxy: AppProxy, tmp_path: Path) -> Iterator[Path]:
-    """A fresh deploy state over the shared nginx; whatever is live is stopped afterwards."""
+def nginx_settings(proxy: AppProxy, tmp_path: Path) -> Path:
+    """The JSON file `init --nginx` reads, for the shared nginx."""
     settings = tmp_path / "nginx.json"
     settings.write_text(json.dumps(proxy.deploy_settings()))
+    return settings
+
+
+@pytest.fixture
+def env_file(tmp_path: Path) -> Path:
+    return write_env_file(tmp_path / "app.env", **production_env(tmp_path))
+
+
+@pytest.fixture
+def state_dir(nginx_settings: Path, env_file: Path, tmp_path: Path) -> Iterator[Path]:
+    """A fresh deploy state over the shared nginx; whatever is live is stopped afterwards."""
     path = tmp_path / "state"
-    done = _deploy_cli(path, "init", "--nginx", str(settings), "--env", f"DATA_DIR={tmp_path}")
+    done = _deploy_cli(path, "init", "--nginx", str(nginx_settings), "--env-file", str(env_file))
     assert done.returncode == 0, done.stderr
     yield path
     if load_state(path)["live"]:

@@ -12,8 +12,8 @@ import pytest
 
 from opslab.proxy import AppProxy
 from sample_app.deploy import render_app_conf, running_from, start_instance, stop_all, wait_ready
-from sample_app.deploy.instances import alive, free_port
-from sample_app.deploy.tool import load_state, save_state
+from sample_app.deploy.instances import Instance, alive
+from sample_app.deploy.tool import load_state
 
 pytestmark = pytest.mark.slow
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -49,7 +49,7 @@ def test_deploy_switches_nginx_to_green_and_stops_blue(
 
     assert done.returncode == 0, done.stderr
     assert _answers(proxy) == {"v2"}
-    assert not alive(blue["pid"])
+    assert not alive(Instance(**blue))
     assert load_state(state_dir)["previous"]["version"] == "1.0.0"
     assert "confirmed through nginx" in done.stderr
 
@@ -82,22 +82,25 @@ def test_deploy_with_an_unexpected_version_is_rejected_and_green_stopped(
     assert _answers(proxy) == {"v1"}
 
 
-def test_deploy_with_an_invalid_nginx_config_switches_nothing(
-    deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
+def test_init_with_an_invalid_nginx_config_changes_nothing(
+    deploy_cli: Cli,
+    state_dir: Path,
+    nginx_settings: Path,
+    releases: dict[str, Path],
+    proxy: AppProxy,
 ) -> None:
     assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
-    state = load_state(state_dir)
-    app_conf = Path(state["nginx"]["app_conf"]).read_text()
-    state["nginx"]["values"]["api_rate"] = "lots"  # not a rate: nginx -t refuses it
-    save_state(state_dir, state)
+    assert deploy_cli(state_dir, "stop").returncode == 0
+    app_conf = Path(load_state(state_dir)["nginx"]["app_conf"]).read_text()
+    settings = json.loads(nginx_settings.read_text())
+    settings["values"]["api_rate"] = "lots"  # not a rate: nginx -t refuses it
+    nginx_settings.write_text(json.dumps(settings))
 
-    done = _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0")
+    done = deploy_cli(state_dir, "init", "--nginx", str(nginx_settings))
 
     assert done.returncode == 1
-    assert "nginx rejected the new config (nothing switched)" in done.stderr
-    assert Path(state["nginx"]["app_conf"]).read_text() == app_conf
-    assert _answers(proxy) == {"v1"}
-    assert load_state(state_dir)["live"]["release"] == "v1"
+    assert "nginx -t failed (config left as it was)" in done.stderr
+    assert Path(settings["app_conf"]).read_text() == app_conf
 
 
 def test_rollback_brings_back_the_previous_release(
@@ -132,13 +135,14 @@ def test_rollback_without_a_previous_release_fails_clearly(
 def test_stop_all_stops_instances_no_state_knows_of(
     releases: dict[str, Path], tmp_path: Path
 ) -> None:
-    lost = start_instance(
-        releases["v1"], port=free_port(), env={"DATA_DIR": str(tmp_path)}, log_dir=tmp_path
-    )
+    sockets = tmp_path / "s"
+    sockets.mkdir(mode=0o700)
+    env = {"APP_ENV": "development", "DATA_DIR": str(tmp_path)}
+    lost = start_instance(releases["v1"], sockets=sockets, env=env, log_dir=tmp_path)
     assert wait_ready(lost, timeout=20) is None
     assert running_from(releases["v1"].parent) == [lost.pid]
 
     stopped = stop_all(releases["v1"].parent)
 
     assert stopped == {lost.pid: "stopped (SIGTERM)"}
-    assert not alive(lost.pid)
+    assert not alive(lost)
