@@ -165,9 +165,14 @@ def _gixy() -> str:
     return found
 
 
-def test_gixy_finds_nothing_in_the_rendered_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "upstreams",
+    [VALUES["upstreams"], ["unix:/srv/deploy/sockets/live.sock"]],
+    ids=["tcp", "deploy-socket"],
+)
+def test_gixy_finds_nothing_in_the_rendered_config(tmp_path: Path, upstreams: list[str]) -> None:
     gixy = _gixy()
-    values = {**VALUES, "snippets": SNIPPETS, "log_dir": tmp_path}
+    values = {**VALUES, "upstreams": upstreams, "snippets": SNIPPETS, "log_dir": tmp_path}
     conf = render(
         MAIN_TEMPLATE, http=render(APP_TEMPLATE.read_text(), **values), modules=[], user=None,
         worker_processes=1, prefix=tmp_path, error_log_level="notice", mime_types=None,
