@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from packaging.version import InvalidVersion, Version
+
 import sample_app
 from opslab.app import AppServer
 from sample_app.buildinfo import BuildInfo, stamp
@@ -69,8 +71,17 @@ def stage_app_source(target: Path, **build_info: str | None) -> BuildInfo:
     """Copy the app into `target` with a stamped `_build.json` and an app-only pyproject."""
     shutil.copytree(APP_DIR, target / "sample_app", ignore=shutil.ignore_patterns(*NOT_SHIPPED))
     info = stamp(**build_info, path=target / "sample_app" / "_build.json")
-    (target / "pyproject.toml").write_text(_pyproject(sample_app.__version__))
+    (target / "pyproject.toml").write_text(_pyproject(wheel_version(info.version)))
     return info
+
+
+def wheel_version(stamped: str) -> str:
+    """The wheel's own version: the stamped one when it is a valid Python (PEP 440)
+    version, so a release's file name says what it is; else the package's."""
+    try:
+        return str(Version(stamped.removeprefix("v")))
+    except InvalidVersion:  # e.g. `git describe`'s v1.2.0-3-gabc1234
+        return sample_app.__version__
 
 
 def build_app_wheel(
@@ -95,7 +106,7 @@ def build_app_wheel(
             "%Y-%m-%dT%H:%M:%SZ"
         )
     with tempfile.TemporaryDirectory(prefix="opslab-build-") as tmp:
-        stage_app_source(Path(tmp), version=version, commit=commit, build_time=build_time)
+        info = stage_app_source(Path(tmp), version=version, commit=commit, build_time=build_time)
         before = set(out.glob("*.whl"))
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -103,7 +114,7 @@ def build_app_wheel(
             env=env, check=True, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
     built = sorted(set(out.glob(f"{DIST_NAME.replace('-', '_')}-*.whl")) - before) or sorted(
-        out.glob(f"{DIST_NAME.replace('-', '_')}-{sample_app.__version__}-*.whl")
+        out.glob(f"{DIST_NAME.replace('-', '_')}-{wheel_version(info.version)}-*.whl")
     )
     return built[-1]
 

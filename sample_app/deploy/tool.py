@@ -214,8 +214,8 @@ def publish_assets(nginx: dict[str, Any], release: Path) -> int:
 
 
 def _abort(green: Instance, reason: str) -> DeployError:
-    log.error("ABORT: %s", reason)
-    log.info("stopping green %s: %s", green.instance_id, stop_instance(green))
+    """Stop green; the error (the reason, printed once by the CLI) for the caller."""
+    log.error("ABORT: stopping green %s: %s", green.instance_id, stop_instance(green))
     return DeployError(f"{reason}\nThe live release was left serving; {green.release} was stopped.")
 
 

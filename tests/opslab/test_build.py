@@ -24,6 +24,7 @@ from opslab.build import (
     make,
     make_version,
     sha256,
+    wheel_version,
 )
 
 
@@ -35,6 +36,17 @@ def test_build_app_wheel_ships_the_app_alone_stamped(tmp_path: Path) -> None:
     assert not any("node_modules" in name or name.endswith(".pyc") for name in names)
     stamped = json.loads(zipfile.ZipFile(wheel).read("sample_app/_build.json"))
     assert stamped == {"version": "9.9.9", "commit": "c0ffee", "build_time": "1970-01-01T00:00:00Z"}
+    assert "-9.9.9-py3-none-any" in wheel.name  # the file name says which release it is
+
+
+@pytest.mark.parametrize(
+    ("stamped", "expected"),
+    [("3.0.0", "3.0.0"), ("v1.2.0", "1.2.0"), ("v1.2.0-3-gabc1234", sample_app.__version__)],
+)
+def test_wheel_version_is_the_stamped_one_when_python_can_read_it(
+    stamped: str, expected: str
+) -> None:
+    assert wheel_version(stamped) == expected
 
 
 def test_app_dependencies_come_from_pyproject() -> None:
