@@ -17,7 +17,7 @@ import httpx
 
 from opslab.procs import ManagedProcess, free_port
 
-SECRET_VARS = ("SESSION_SECRET", "CSRF_SECRET")
+SECRET_VARS = ("CSRF_SECRET",)
 
 
 class AppServer(ManagedProcess):

@@ -40,6 +40,10 @@ KNOWN_PLACEHOLDERS = frozenset(
     }
 )
 
+# The secrets production refuses to start without: each one is read by the app (CSRF
+# tokens). A required secret that nothing reads only makes operators manage a useless one.
+REQUIRED_SECRETS = ("csrf_secret",)
+
 # Used when a secret is unset in development only, so a fresh clone just runs.
 DEV_FALLBACK_SECRET = "dev-insecure-secret-for-local-development-only"
 
@@ -110,7 +114,6 @@ class Settings(BaseSettings):
     db_max_idle_conns: int = Field(5, ge=1, description="At most DB_MAX_OPEN_CONNS")
     db_conn_max_lifetime: float = Field(1800.0, gt=0)
 
-    session_secret: SecretStr | None = None
     csrf_secret: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = []
 
@@ -153,7 +156,7 @@ class Settings(BaseSettings):
         """DATABASE_URL, or an SQLite file in DATA_DIR (the embedded default)."""
         return self.database_url or f"sqlite:///{self.data_dir / 'todos.db'}"
 
-    def secret(self, name: Literal["session_secret", "csrf_secret"]) -> str:
+    def secret(self, name: Literal["csrf_secret"]) -> str:
         """The secret's value; in development an unset secret falls back to a fixed one."""
         value: SecretStr | None = getattr(self, name)
         if value is not None:
@@ -166,9 +169,7 @@ class Settings(BaseSettings):
         """Every reason this configuration must not run; empty in development."""
         if self.is_development:
             return []
-        found = [
-            p for name in ("session_secret", "csrf_secret") if (p := self._secret_problem(name))
-        ]
+        found = [p for name in REQUIRED_SECRETS if (p := self._secret_problem(name))]
         if self.log_level == "debug":
             found.append("LOG_LEVEL=debug is not allowed outside development (it can log secrets)")
         if "*" in self.allowed_origins:

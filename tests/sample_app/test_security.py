@@ -21,7 +21,6 @@ BASE_HEADERS = {
     "referrer-policy": "strict-origin-when-cross-origin",
 }
 PRODUCTION_SECRETS = {
-    "session_secret": "s" * 16 + "0123456789abcdef0123",
     "csrf_secret": "c" * 16 + "0123456789abcdef0123",
 }
 

@@ -81,7 +81,6 @@ def test_debug_slow_absent_in_production(tmp_path: Path) -> None:
         _env_file=None,
         app_env="production",
         data_dir=tmp_path,
-        session_secret=SECRET,
         csrf_secret=SECRET,
     )
     with TestClient(create_app(settings)) as client:
