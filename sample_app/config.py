@@ -4,6 +4,8 @@ Precedence (highest first): arguments given to `Settings(...)`, real environment
 variables, the optional `.env.<APP_ENV>` file, files in `SECRETS_DIR`, then defaults.
 Outside development, `Settings.problems()` lists everything that must be fixed
 before the app may start; the CLI refuses to serve while that list is not empty.
+APP_ENV fails closed: unset, it means production, so a release started without it
+gets production's checks; development must be asked for (`APP_ENV=development`).
 """
 
 from __future__ import annotations
@@ -60,13 +62,14 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
 class Settings(BaseSettings):
-    """Everything the app reads from its environment, with safe defaults for development."""
+    """Everything the app reads from its environment; unset APP_ENV means production."""
 
     model_config = SettingsConfigDict(
         env_file=None, extra="ignore", case_sensitive=False, validate_default=True
     )
 
-    app_env: Environment = Environment.DEVELOPMENT
+    # Fail closed: a release started without APP_ENV gets production's checks, not /docs.
+    app_env: Environment = Environment.PRODUCTION
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -152,6 +155,11 @@ class Settings(BaseSettings):
         return self.app_env is Environment.DEVELOPMENT
 
     @property
+    def app_env_defaulted(self) -> bool:
+        """True when no source set APP_ENV: production was chosen for the operator."""
+        return "app_env" not in self.model_fields_set
+
+    @property
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL, or an SQLite file in DATA_DIR (the embedded default)."""
         return self.database_url or f"sqlite:///{self.data_dir / 'todos.db'}"
@@ -196,7 +204,7 @@ def env_file_for(app_env: str) -> Path:
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, the `.env.<APP_ENV>` file and SECRETS_DIR."""
-    app_env = str(overrides.get("app_env") or os.environ.get("APP_ENV", "development")).lower()
+    app_env = str(overrides.get("app_env") or os.environ.get("APP_ENV", "production")).lower()
     env_file = env_file_for(app_env)
     secrets_dir = os.environ.get("SECRETS_DIR")
     return Settings(
@@ -215,8 +223,18 @@ def get_settings() -> Settings:
 class ConfigError(Exception):
     """The configuration must not run; carries every problem found, for one clear message."""
 
-    def __init__(self, problems: list[str], app_env: str = "") -> None:
+    def __init__(self, problems: list[str], app_env: str = "", *, defaulted: bool = False) -> None:
         self.problems = problems
-        where = f" (APP_ENV={app_env})" if app_env else ""
         lines = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"refusing to start{where}: fix the configuration:\n{lines}")
+        if defaulted:
+            # The operator may not know production was chosen for them: say so first.
+            needs = ", ".join(name.upper() for name in REQUIRED_SECRETS)
+            head = (
+                "refusing to start: APP_ENV is not set, so the app runs as production (the "
+                f"safe default) and needs {needs} etc. (set APP_ENV=development to run locally "
+                "without them); fix the configuration:"
+            )
+        else:
+            where = f" (APP_ENV={app_env})" if app_env else ""
+            head = f"refusing to start{where}: fix the configuration:"
+        super().__init__(f"{head}\n{lines}")

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 import sample_app
 from sample_app.config import MIN_SECRET_LENGTH, Settings, load_settings
+from sample_app.main import create_app
 
 GOOD_SECRET = "k" * MIN_SECRET_LENGTH
 
@@ -30,7 +32,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyP
 
 def test_load_settings_defaults_without_environment(clean_env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
-    assert settings.app_env == "development"
+    assert settings.app_env == "production"  # fail closed: development must be asked for
+    assert settings.app_env_defaulted
     assert settings.port == 8000
     assert settings.sqlalchemy_url == "sqlite:///data/todos.db"
 
@@ -50,6 +53,7 @@ def test_load_settings_environment_beats_env_file(
     clean_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (tmp_path / ".env.development").write_text("PORT=9002\n")
+    clean_env.setenv("APP_ENV", "development")
     clean_env.setenv("PORT", "9003")
     assert load_settings().port == 9003
 
@@ -73,7 +77,7 @@ def test_allowed_origins_comma_separated(clean_env: pytest.MonkeyPatch) -> None:
 
 
 def test_problems_empty_in_development() -> None:
-    assert Settings(_env_file=None, log_level="debug").problems() == []
+    assert Settings(_env_file=None, app_env="development", log_level="debug").problems() == []
 
 
 def test_problems_lists_every_production_issue() -> None:
@@ -140,6 +144,24 @@ def test_serve_in_production_with_placeholder_exits_with_one_message(tmp_path: P
     assert "changeme" not in result.stderr
 
 
+def test_serve_without_app_env_runs_as_production_and_says_so(tmp_path: Path) -> None:
+    result = _run_cli(["serve", "--port", "1"], {}, tmp_path)  # no APP_ENV, no secrets
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "APP_ENV is not set, so the app runs as production" in result.stderr
+    assert "needs CSRF_SECRET" in result.stderr
+    assert "CSRF_SECRET is not set" in result.stderr
+
+
+def test_docs_absent_when_app_env_unset(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings = load_settings(csrf_secret=GOOD_SECRET, data_dir=tmp_path)
+    assert settings.problems() == []
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/debug/slow", params={"seconds": 0}).status_code == 404
+        assert client.get("/ready").status_code == 200
+
+
 def test_check_config_reports_invalid_values_without_traceback(tmp_path: Path) -> None:
     result = _run_cli(["check-config"], {"PORT": "eighty", "WORKERS": "0"}, tmp_path)
     assert result.returncode == 2
@@ -161,6 +183,7 @@ def test_shutdown_timeout_keeps_fractions(monkeypatch: pytest.MonkeyPatch) -> No
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *_a, **kwargs: seen.update(kwargs))
+    monkeypatch.setenv("APP_ENV", "development")
     monkeypatch.setenv("SHUTDOWN_TIMEOUT", "0.5")
     monkeypatch.setenv("IDLE_TIMEOUT", "2.5")
     monkeypatch.setenv("PORT", "8999")  # serve writes it back to os.environ: restored after
