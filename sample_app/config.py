@@ -15,8 +15,9 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -48,6 +49,36 @@ REQUIRED_SECRETS = ("csrf_secret",)
 
 # Used when a secret is unset in development only, so a fresh clone just runs.
 DEV_FALLBACK_SECRET = "dev-insecure-secret-for-local-development-only"
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with its password (user part or `password=` query) shown as ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL at all: nothing of it can be shown safely
+        return "**********"
+    # The user part ends at the last "@", not where urlsplit stops: an unencoded "#" or "?"
+    # in a password would end its netloc early and leave the rest of the password shown.
+    # Only the password is replaced: urlunsplit would rewrite e.g. sqlite:/// as sqlite:/.
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostinfo = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        url = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+        parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any("password" in key.lower() for key, _ in query):
+        masked = [(k, "***" if "password" in k.lower() else v) for k, v in query]
+        base = url.partition("?")[0]
+        fragment = f"#{parts.fragment}" if parts.fragment else ""
+        url = f"{base}?{urlencode(masked, safe='*')}{fragment}"
+    return url
+
+
+class SecretUrl(Secret[str]):
+    """A connection string: repr, str and JSON show it with the password masked."""
+
+    def _display(self) -> str:
+        return mask_url_password(self.get_secret_value())
 
 
 class Environment(StrEnum):
@@ -111,7 +142,8 @@ class Settings(BaseSettings):
     chat_post_burst: int = Field(10, ge=1, description="Chat posts a client may send at once")
 
     data_dir: Path = Path("data")
-    database_url: str = ""
+    # Connection strings carry passwords (postgresql://user:pw@host/db): kept masked.
+    database_url: SecretUrl | None = None
     db_max_open_conns: int = Field(10, ge=1)
     # At least 1: SQLAlchemy reads pool_size=0 as "no limit at all".
     db_max_idle_conns: int = Field(5, ge=1, description="At most DB_MAX_OPEN_CONNS")
@@ -120,7 +152,7 @@ class Settings(BaseSettings):
     csrf_secret: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = []
 
-    redis_url: str | None = None
+    redis_url: SecretUrl | None = None
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_user: str | None = None
@@ -162,7 +194,8 @@ class Settings(BaseSettings):
     @property
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL, or an SQLite file in DATA_DIR (the embedded default)."""
-        return self.database_url or f"sqlite:///{self.data_dir / 'todos.db'}"
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        return url or f"sqlite:///{self.data_dir / 'todos.db'}"
 
     def secret(self, name: Literal["csrf_secret"]) -> str:
         """The secret's value; in development an unset secret falls back to a fixed one."""

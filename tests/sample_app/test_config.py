@@ -13,7 +13,13 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 import sample_app
-from sample_app.config import MIN_SECRET_LENGTH, Settings, load_settings
+from sample_app.config import (
+    MIN_SECRET_LENGTH,
+    ConfigError,
+    Settings,
+    load_settings,
+    mask_url_password,
+)
 from sample_app.main import create_app
 
 GOOD_SECRET = "k" * MIN_SECRET_LENGTH
@@ -118,6 +124,43 @@ def test_secrets_masked_in_repr_and_dump() -> None:
         assert GOOD_SECRET not in text
         assert "hunter2-pw" not in text
     assert "**********" in repr(settings)
+
+
+URLS = {"database_url": "postgresql://u:hunter2@h/db", "redis_url": "redis://:hunter2@h:6379/0"}
+
+
+def test_connection_string_passwords_masked_in_repr_str_and_json() -> None:
+    settings = Settings(_env_file=None, app_env="production", **URLS)
+    for text in (repr(settings), str(settings), settings.model_dump_json()):
+        assert "hunter2" not in text
+        assert "postgresql://u:***@h/db" in text
+        assert "redis://:***@h:6379/0" in text
+    assert "hunter2" not in str(ConfigError(settings.problems(), "production"))
+    assert settings.sqlalchemy_url == URLS["database_url"]  # the app still gets it whole
+    assert settings.redis_url.get_secret_value() == URLS["redis_url"]
+
+
+def test_connection_string_passwords_masked_in_cli_refusal(tmp_path: Path) -> None:
+    env = {"APP_ENV": "production", "DATABASE_URL": URLS["database_url"]}
+    for more in ({}, {"PORT": "eighty"}):  # a problems() refusal, a validation error
+        result = _run_cli(["check-config"], {**env, **more}, tmp_path)
+        assert result.returncode == 2
+        assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://app@db/app", "postgresql://app@db/app"),
+        ("sqlite:///data/todos.db", "sqlite:///data/todos.db"),
+        ("postgresql://h/db?user=u&password=hunter2", "postgresql://h/db?user=u&password=***"),
+        ("mysql://u:p%40ss@h:3306/db", "mysql://u:***@h:3306/db"),
+        ("postgresql://u:hunt#er2@h/db", "postgresql://u:***@h/db"),  # "#" not encoded
+        ("postgresql://u:hun?ter2@h/db", "postgresql://u:***@h/db"),
+    ],
+)
+def test_mask_url_password_keeps_everything_but_the_password(url: str, shown: str) -> None:
+    assert mask_url_password(url) == shown
 
 
 def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
