@@ -78,8 +78,9 @@ check-clean:  ## fail if a server started by the tests or notebooks is still run
 		echo "grading sandbox processes left running (see above)"; exit 1; fi
 	@echo "no servers left running"
 
-serve: venv  ## run the sample app on PORT (default 8000)
-	cd $(CURDIR) && $(BIN)/python -m sample_app serve --port $(PORT)
+# Unset, APP_ENV means production (fail closed): local runs ask for development explicitly.
+serve: venv  ## run the sample app on PORT (default 8000), as development
+	cd $(CURDIR) && APP_ENV=development $(BIN)/python -m sample_app serve --port $(PORT)
 
 clean:  ## remove the venv, caches and local data
 	rm -rf $(VENV) data .pytest_cache .ruff_cache _build

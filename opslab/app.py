@@ -17,7 +17,7 @@ import httpx
 
 from opslab.procs import ManagedProcess, free_port
 
-SECRET_VARS = ("SESSION_SECRET", "CSRF_SECRET")
+SECRET_VARS = ("CSRF_SECRET",)
 
 
 class AppServer(ManagedProcess):
@@ -46,6 +46,9 @@ class AppServer(ManagedProcess):
         self.data_dir = Path(data_dir) if data_dir is not None else self.workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.env.setdefault("DATA_DIR", str(self.data_dir))
+        # Unset, APP_ENV means production (the app fails closed): the lessons' local
+        # instances are development unless the caller (start_app, a test) says otherwise.
+        self.env.setdefault("APP_ENV", "development")
 
     @property
     def url(self) -> str:

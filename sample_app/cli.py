@@ -35,7 +35,9 @@ def _settings_or_exit(**overrides: object) -> Settings:
         ]
         _fail("invalid configuration:\n" + "\n".join(lines))
     if problems := settings.problems():
-        _fail(str(ConfigError(problems, settings.app_env.value)))
+        _fail(
+            str(ConfigError(problems, settings.app_env.value, defaulted=settings.app_env_defaulted))
+        )
     return settings
 
 
@@ -122,7 +124,10 @@ def cmd_version(args: argparse.Namespace) -> int:
 def cmd_check_config(_args: argparse.Namespace) -> int:
     """Validate the configuration without starting: exit 0 when it may run."""
     settings = _settings_or_exit()
-    print(f"configuration OK for APP_ENV={settings.app_env.value}")
+    print(
+        f"configuration OK for APP_ENV={settings.app_env.value}"
+        + (" (APP_ENV not set: production, the safe default)" if settings.app_env_defaulted else "")
+    )
     return 0
 
 

@@ -4,6 +4,8 @@ Precedence (highest first): arguments given to `Settings(...)`, real environment
 variables, the optional `.env.<APP_ENV>` file, files in `SECRETS_DIR`, then defaults.
 Outside development, `Settings.problems()` lists everything that must be fixed
 before the app may start; the CLI refuses to serve while that list is not empty.
+APP_ENV fails closed: unset, it means production, so a release started without it
+gets production's checks; development must be asked for (`APP_ENV=development`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, Secret, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -40,8 +43,42 @@ KNOWN_PLACEHOLDERS = frozenset(
     }
 )
 
+# The secrets production refuses to start without: each one is read by the app (CSRF
+# tokens). A required secret that nothing reads only makes operators manage a useless one.
+REQUIRED_SECRETS = ("csrf_secret",)
+
 # Used when a secret is unset in development only, so a fresh clone just runs.
 DEV_FALLBACK_SECRET = "dev-insecure-secret-for-local-development-only"
+
+
+def mask_url_password(url: str) -> str:
+    """`url` with its password (user part or `password=` query) shown as ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # not a URL at all: nothing of it can be shown safely
+        return "**********"
+    # The user part ends at the last "@", not where urlsplit stops: an unencoded "#" or "?"
+    # in a password would end its netloc early and leave the rest of the password shown.
+    # Only the password is replaced: urlunsplit would rewrite e.g. sqlite:/// as sqlite:/.
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hostinfo = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        url = f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+        parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any("password" in key.lower() for key, _ in query):
+        masked = [(k, "***" if "password" in k.lower() else v) for k, v in query]
+        base = url.partition("?")[0]
+        fragment = f"#{parts.fragment}" if parts.fragment else ""
+        url = f"{base}?{urlencode(masked, safe='*')}{fragment}"
+    return url
+
+
+class SecretUrl(Secret[str]):
+    """A connection string: repr, str and JSON show it with the password masked."""
+
+    def _display(self) -> str:
+        return mask_url_password(self.get_secret_value())
 
 
 class Environment(StrEnum):
@@ -56,13 +93,14 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 
 class Settings(BaseSettings):
-    """Everything the app reads from its environment, with safe defaults for development."""
+    """Everything the app reads from its environment; unset APP_ENV means production."""
 
     model_config = SettingsConfigDict(
         env_file=None, extra="ignore", case_sensitive=False, validate_default=True
     )
 
-    app_env: Environment = Environment.DEVELOPMENT
+    # Fail closed: a release started without APP_ENV gets production's checks, not /docs.
+    app_env: Environment = Environment.PRODUCTION
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -109,17 +147,17 @@ class Settings(BaseSettings):
     chat_post_burst: int = Field(10, ge=1, description="Chat posts a client may send at once")
 
     data_dir: Path = Path("data")
-    database_url: str = ""
+    # Connection strings carry passwords (postgresql://user:pw@host/db): kept masked.
+    database_url: SecretUrl | None = None
     db_max_open_conns: int = Field(10, ge=1)
     # At least 1: SQLAlchemy reads pool_size=0 as "no limit at all".
     db_max_idle_conns: int = Field(5, ge=1, description="At most DB_MAX_OPEN_CONNS")
     db_conn_max_lifetime: float = Field(1800.0, gt=0)
 
-    session_secret: SecretStr | None = None
     csrf_secret: SecretStr | None = None
     allowed_origins: Annotated[list[str], NoDecode] = []
 
-    redis_url: str | None = None
+    redis_url: SecretUrl | None = None
     smtp_host: str | None = None
     smtp_port: int = 587
     smtp_user: str | None = None
@@ -154,11 +192,17 @@ class Settings(BaseSettings):
         return self.app_env is Environment.DEVELOPMENT
 
     @property
+    def app_env_defaulted(self) -> bool:
+        """True when no source set APP_ENV: production was chosen for the operator."""
+        return "app_env" not in self.model_fields_set
+
+    @property
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL, or an SQLite file in DATA_DIR (the embedded default)."""
-        return self.database_url or f"sqlite:///{self.data_dir / 'todos.db'}"
+        url = self.database_url.get_secret_value() if self.database_url else ""
+        return url or f"sqlite:///{self.data_dir / 'todos.db'}"
 
-    def secret(self, name: Literal["session_secret", "csrf_secret"]) -> str:
+    def secret(self, name: Literal["csrf_secret"]) -> str:
         """The secret's value; in development an unset secret falls back to a fixed one."""
         value: SecretStr | None = getattr(self, name)
         if value is not None:
@@ -171,9 +215,7 @@ class Settings(BaseSettings):
         """Every reason this configuration must not run; empty in development."""
         if self.is_development:
             return []
-        found = [
-            p for name in ("session_secret", "csrf_secret") if (p := self._secret_problem(name))
-        ]
+        found = [p for name in REQUIRED_SECRETS if (p := self._secret_problem(name))]
         if self.log_level == "debug":
             found.append("LOG_LEVEL=debug is not allowed outside development (it can log secrets)")
         if "*" in self.allowed_origins:
@@ -200,7 +242,7 @@ def env_file_for(app_env: str) -> Path:
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, the `.env.<APP_ENV>` file and SECRETS_DIR."""
-    app_env = str(overrides.get("app_env") or os.environ.get("APP_ENV", "development")).lower()
+    app_env = str(overrides.get("app_env") or os.environ.get("APP_ENV", "production")).lower()
     env_file = env_file_for(app_env)
     secrets_dir = os.environ.get("SECRETS_DIR")
     return Settings(
@@ -219,8 +261,18 @@ def get_settings() -> Settings:
 class ConfigError(Exception):
     """The configuration must not run; carries every problem found, for one clear message."""
 
-    def __init__(self, problems: list[str], app_env: str = "") -> None:
+    def __init__(self, problems: list[str], app_env: str = "", *, defaulted: bool = False) -> None:
         self.problems = problems
-        where = f" (APP_ENV={app_env})" if app_env else ""
         lines = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(f"refusing to start{where}: fix the configuration:\n{lines}")
+        if defaulted:
+            # The operator may not know production was chosen for them: say so first.
+            needs = ", ".join(name.upper() for name in REQUIRED_SECRETS)
+            head = (
+                "refusing to start: APP_ENV is not set, so the app runs as production (the "
+                f"safe default) and needs {needs} etc. (set APP_ENV=development to run locally "
+                "without them); fix the configuration:"
+            )
+        else:
+            where = f" (APP_ENV={app_env})" if app_env else ""
+            head = f"refusing to start{where}: fix the configuration:"
+        super().__init__(f"{head}\n{lines}")

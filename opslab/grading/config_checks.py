@@ -1,7 +1,7 @@
 """Checks for review question 2: a configuration loader that takes secrets from the environment.
 
-The learner's `load_config(environ=None)` reads SESSION_SECRET and DATABASE_URL from `environ`
-(the process environment when None), returns an object with `.session_secret` and
+The learner's `load_config(environ=None)` reads CSRF_SECRET and DATABASE_URL from `environ`
+(the process environment when None), returns an object with `.csrf_secret` and
 `.database_url`, raises ValueError naming the variable for a missing, placeholder or too
 short secret, and never shows the secrets in its repr.
 """
@@ -50,7 +50,7 @@ def _loaded(load_config: Loader, env: Mapping[str, str], *args: Any) -> Any:
         ) from None
     if config is None:
         raise CheckFailed("Not answered yet: load_config returned None; return the config.")
-    for attr, name in (("session_secret", "SESSION_SECRET"), ("database_url", "DATABASE_URL")):
+    for attr, name in (("csrf_secret", "CSRF_SECRET"), ("database_url", "DATABASE_URL")):
         got = getattr(config, attr, None)
         if got != env[name]:
             raise CheckFailed(

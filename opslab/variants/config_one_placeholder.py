@@ -18,7 +18,7 @@ def one_placeholder_problems(self: config.Settings) -> list[str]:
     """At most one problem, and only the exact placeholder counts as one."""
     if self.is_development:
         return []
-    for name in ("session_secret", "csrf_secret"):
+    for name in config.REQUIRED_SECRETS:
         value = getattr(self, name)
         if value is None:
             return [f"{name.upper()} is required"]

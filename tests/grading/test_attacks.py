@@ -150,7 +150,7 @@ ATTACKS = {
     "sly_values": [
         "class Sly(str):\n    def __eq__(self, other):\n        return True\n"
         "    __hash__ = str.__hash__\nclass Config:\n    def __init__(self):\n"
-        "        self.session_secret = self.database_url = Sly('x')\n"
+        "        self.csrf_secret = self.database_url = Sly('x')\n"
         "    def __repr__(self):\n        return 'Config()'\n"
         "def load_config(environ=None):\n    return Config()\n"
         "q2a = type('AnySet', (set,), {'__eq__': lambda s, o: True})()"

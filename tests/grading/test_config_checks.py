@@ -8,8 +8,8 @@ from typing import Any
 from opslab import grading
 from opslab.grading import config_checks
 
-GOOD = {"SESSION_SECRET": "s" * 40, "DATABASE_URL": "postgresql://app@db/app"}
-OTHER = {"SESSION_SECRET": "Qm9" * 14, "DATABASE_URL": "postgresql://u:Pw0rd@h/db"}
+GOOD = {"CSRF_SECRET": "s" * 40, "DATABASE_URL": "postgresql://app@db/app"}
+OTHER = {"CSRF_SECRET": "Qm9" * 14, "DATABASE_URL": "postgresql://u:Pw0rd@h/db"}
 
 
 def test_model_loader_passes_every_check(master: dict[str, Any]) -> None:
@@ -18,12 +18,10 @@ def test_model_loader_passes_every_check(master: dict[str, Any]) -> None:
     assert grading.check_loads(load, OTHER) is None
     assert grading.check_loads_from_process_env(load, OTHER) is None
     assert (
-        grading.check_refuses(
-            load, {"SESSION_SECRET": "x" * 31, "DATABASE_URL": "d"}, "SESSION_SECRET"
-        )
+        grading.check_refuses(load, {"CSRF_SECRET": "x" * 31, "DATABASE_URL": "d"}, "CSRF_SECRET")
         is None
     )
-    assert grading.check_refuses(load, {"SESSION_SECRET": "x" * 40}, "DATABASE_URL") is None
+    assert grading.check_refuses(load, {"CSRF_SECRET": "x" * 40}, "DATABASE_URL") is None
     assert grading.check_repr_hides(load, OTHER, ["Qm9Qm9", "Pw0rd"]) is None
 
 
@@ -33,7 +31,7 @@ def test_given_stub_reports_not_answered(exercise: dict[str, Any]) -> None:
 
 def test_hard_coded_loader_fails_other_values() -> None:
     def cheat(environ: dict[str, str] | None = None) -> Any:
-        return type("C", (), {"session_secret": "s" * 40, "database_url": GOOD["DATABASE_URL"]})()
+        return type("C", (), {"csrf_secret": "s" * 40, "database_url": GOOD["DATABASE_URL"]})()
 
     assert grading.check_loads(cheat, GOOD) is None
     assert "do not write the value in the code" in repr(grading.check_loads(cheat, OTHER))
@@ -52,12 +50,10 @@ def test_loader_that_hangs_is_cut_off(monkeypatch) -> None:
 def test_loader_with_leaky_repr_fails() -> None:
     class Config:
         def __init__(self, environ: dict[str, str]) -> None:
-            self.session_secret = environ["SESSION_SECRET"]
+            self.csrf_secret = environ["CSRF_SECRET"]
             self.database_url = environ["DATABASE_URL"]
 
         def __repr__(self) -> str:
-            return f"Config({self.session_secret!r})"
+            return f"Config({self.csrf_secret!r})"
 
-    assert "shows a secret" in repr(
-        grading.check_repr_hides(Config, OTHER, [OTHER["SESSION_SECRET"]])
-    )
+    assert "shows a secret" in repr(grading.check_repr_hides(Config, OTHER, [OTHER["CSRF_SECRET"]]))

@@ -49,10 +49,10 @@ def test_start_app_refusing_config_raises_with_the_apps_message() -> None:
             name="t-app-bad",
             app_env="production",
             generate_secrets=False,
-            session_secret="changeme",
+            csrf_secret="changeme",
             timeout=20,
         )
-    assert "SESSION_SECRET" in str(raised.value)
+    assert "CSRF_SECRET" in str(raised.value)
     assert registry.lookup("t-app-bad") is None
 
 

@@ -14,6 +14,7 @@ def _serve(monkeypatch: pytest.MonkeyPatch, instance_id: str) -> Path:
     import uvicorn
 
     monkeypatch.setattr(uvicorn, "run", lambda *_a, **_kw: None)
+    monkeypatch.setenv("APP_ENV", "development")
     monkeypatch.setenv("INSTANCE_ID", instance_id)
     cli.main(["serve"])
     return Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])

@@ -45,7 +45,7 @@ def image(engine: containers.Engine) -> containers.BuiltImage:
 def running(
     engine: containers.Engine, image: containers.BuiltImage
 ) -> Iterator[containers.RunningContainer]:
-    env = {name: secrets.token_urlsafe(48) for name in ("SESSION_SECRET", "CSRF_SECRET")}
+    env = {"CSRF_SECRET": secrets.token_urlsafe(48)}
     started = containers.run_container(
         engine.client, image.tag, name=f"opslab-test-app-{os.getpid()}", env=env
     )
@@ -110,7 +110,7 @@ def test_container_runs_as_non_root(running: containers.RunningContainer) -> Non
 def test_container_pid1_is_python_and_stops_on_sigterm(
     engine: containers.Engine, image: containers.BuiltImage
 ) -> None:
-    env = {name: secrets.token_urlsafe(48) for name in ("SESSION_SECRET", "CSRF_SECRET")}
+    env = {"CSRF_SECRET": secrets.token_urlsafe(48)}
     started = containers.run_container(
         engine.client, image.tag, name=f"opslab-test-stop-{os.getpid()}", env=env
     )

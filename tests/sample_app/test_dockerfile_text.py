@@ -72,7 +72,13 @@ def test_serve_and_health_check_read_port(
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda *_a, **kwargs: seen.update(kwargs))
     monkeypatch.setenv("PORT", str(health_server))
+    monkeypatch.setenv("APP_ENV", "development")
 
     cli.main(["serve"])
     assert seen["port"] == health_server
     assert cli.main(["health-check", "--timeout", "2"]) == 0
+
+
+def test_dockerfile_sets_app_env_production_explicitly() -> None:
+    # The app's default is production too, but an image should not depend on a default.
+    assert _env()["APP_ENV"] == "production"

@@ -85,7 +85,9 @@ def test_plain_routes_and_mounts_get_templates(client: TestClient) -> None:
 
 
 def test_metrics_disabled_removes_endpoint(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path, metrics_enabled=False)
+    settings = Settings(
+        _env_file=None, app_env="development", data_dir=tmp_path, metrics_enabled=False
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/metrics").status_code == 404
         assert client.get("/health").status_code == 200

@@ -21,7 +21,6 @@ BASE_HEADERS = {
     "referrer-policy": "strict-origin-when-cross-origin",
 }
 PRODUCTION_SECRETS = {
-    "session_secret": "s" * 16 + "0123456789abcdef0123",
     "csrf_secret": "c" * 16 + "0123456789abcdef0123",
 }
 
@@ -228,7 +227,10 @@ def test_csrf_same_host_origin_is_accepted(client: TestClient) -> None:
 
 def test_csrf_allowed_origin_is_accepted(tmp_path: Path) -> None:
     settings = Settings(
-        _env_file=None, data_dir=tmp_path, allowed_origins=["https://todo.example.org"]
+        _env_file=None,
+        app_env="development",
+        data_dir=tmp_path,
+        allowed_origins=["https://todo.example.org"],
     )
     with TestClient(create_app(settings)) as client:
         token = page_token(client)

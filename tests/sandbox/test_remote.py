@@ -12,10 +12,10 @@ from opslab.sandbox import remote
 
 def test_rebuild_keeps_the_builtin_family_and_the_name() -> None:
     error = remote.rebuild({"type": "ConfigError", "bases": ["ValueError", "Exception"],
-                            "message": "SESSION_SECRET is missing"})  # fmt: skip
+                            "message": "CSRF_SECRET is missing"})  # fmt: skip
     assert isinstance(error, ValueError)
     assert type(error).__name__ == "ConfigError"
-    assert str(error) == "SESSION_SECRET is missing"
+    assert str(error) == "CSRF_SECRET is missing"
 
 
 def test_rebuild_never_makes_a_non_exception_or_a_base_exception() -> None:
@@ -61,5 +61,5 @@ def test_remote_exposes_only_its_data_snapshot() -> None:
     assert proxy.database_url == "sqlite://"
     assert repr(proxy) == "Config()"
     with pytest.raises(AttributeError):
-        _ = proxy.session_secret
+        _ = proxy.csrf_secret
     assert not remote.is_host_network(proxy)

@@ -35,7 +35,7 @@ def test_round_trip_plain_values(value: object) -> None:
 def test_objects_cross_only_as_handles_with_a_snapshot() -> None:
     class Config:
         def __init__(self) -> None:
-            self.session_secret, self._private, self.helper = "s" * 40, "x", object()
+            self.csrf_secret, self._private, self.helper = "s" * 40, "x", object()
 
         def __repr__(self) -> str:
             return "Config(...)"
@@ -44,7 +44,7 @@ def test_objects_cross_only_as_handles_with_a_snapshot() -> None:
     data = wire.encode(Config(), lambda obj: handles.append(obj) or len(handles))
     assert data["t"] == "handle"
     assert data["repr"] == "Config(...)"
-    assert set(data["attrs"]) == {"session_secret"}  # no private name, no non-data value
+    assert set(data["attrs"]) == {"csrf_secret"}  # no private name, no non-data value
     with pytest.raises(wire.WireError):
         wire.encode(Config())  # without a handle table nothing but data crosses
 

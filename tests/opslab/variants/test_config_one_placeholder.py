@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-GOOD_CSRF = "c" * 8 + "-0123456789abcdefghijklmnopqrstuvwxyz"
 
-
-def _check_config(tmp_path: Path, module: list[str], session_secret: str) -> int:
-    env = {k: v for k, v in os.environ.items() if k not in {"SESSION_SECRET", "CSRF_SECRET"}}
-    env |= {"APP_ENV": "production", "SESSION_SECRET": session_secret, "CSRF_SECRET": GOOD_CSRF}
+def _check_config(tmp_path: Path, module: list[str], csrf_secret: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "CSRF_SECRET"}
+    env |= {"APP_ENV": "production", "CSRF_SECRET": csrf_secret}
     done = subprocess.run(
         [sys.executable, *module, "check-config"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,

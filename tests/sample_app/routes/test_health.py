@@ -31,7 +31,11 @@ def test_ready_503_while_draining(client: TestClient) -> None:
 
 
 def test_ready_503_when_database_unreachable(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, database_url=f"sqlite:///{tmp_path}/missing/dir/x.db")
+    settings = Settings(
+        _env_file=None,
+        app_env="development",
+        database_url=f"sqlite:///{tmp_path}/missing/dir/x.db",
+    )
     app = create_app(settings)
     with TestClient(app) as client:
         app.state.db.engine.dispose()
@@ -81,7 +85,6 @@ def test_debug_slow_absent_in_production(tmp_path: Path) -> None:
         _env_file=None,
         app_env="production",
         data_dir=tmp_path,
-        session_secret=SECRET,
         csrf_secret=SECRET,
     )
     with TestClient(create_app(settings)) as client:
@@ -90,7 +93,9 @@ def test_debug_slow_absent_in_production(tmp_path: Path) -> None:
 
 
 def test_slow_handler_past_deadline_is_504(tmp_path: Path) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path, request_timeout=0.2)
+    settings = Settings(
+        _env_file=None, app_env="development", data_dir=tmp_path, request_timeout=0.2
+    )
     with TestClient(create_app(settings)) as client:
         response = client.get("/debug/slow", params={"seconds": 2})
     assert response.status_code == 504
