@@ -27,9 +27,7 @@ log = logging.getLogger(__name__)
 VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+~][\w.]+)?")
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")  # nginx lives here; not on a user's PATH
 BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
-APT_ALL = (
-    "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter prometheus podman runc wrk"
-)
+APT_ALL = "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter prometheus podman runc wrk"
 APT = {
     "nginx": "nginx",
     "nginx-brotli": "nginx libnginx-mod-http-brotli-filter",

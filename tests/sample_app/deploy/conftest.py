@@ -17,7 +17,7 @@ from opslab.proxy import AppProxy
 from sample_app.deploy import install_release
 from sample_app.deploy.tool import load_state, stop
 
-BROKEN_ENV = {"APP_ENV": "production", "SESSION_SECRET": "change-me", "CSRF_SECRET": "change-me"}
+BROKEN_ENV = {"APP_ENV": "production", "CSRF_SECRET": "change-me"}
 
 
 def write_env_file(path: Path, **values: str) -> Path:
@@ -33,7 +33,6 @@ def production_env(data_dir: Path) -> dict[str, str]:
         "APP_ENV": "production",
         "DATA_DIR": str(data_dir),
         "CSRF_SECRET": secrets.token_urlsafe(32),
-        "SESSION_SECRET": secrets.token_urlsafe(32),
     }
 
 
