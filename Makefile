@@ -22,11 +22,14 @@ system-deps:  ## nginx, Prometheus, podman... (apt when root/sudo; otherwise pri
 
 venv: $(VENV)/.installed  ## the Python virtual environment in .venv
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt pyproject.toml binder/jupyterlab-overrides.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	# JupyterLab's defaults for this course: no "get official Jupyter news?" box over the outputs.
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp binder/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $@
 
 lab: setup  ## set everything up and open the course in JupyterLab

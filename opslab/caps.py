@@ -68,8 +68,21 @@ def strict_mode() -> bool:
     return os.environ.get("OPSLAB_STRICT", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+# Tools to treat as not installed, e.g. OPSLAB_MISSING_TOOLS=nginx,prometheus: how a
+# learner (or a test) sees what a section does without them, on a machine that has them.
+MISSING_TOOLS_VAR = "OPSLAB_MISSING_TOOLS"
+
+
+def hidden_tools() -> set[str]:
+    """The binaries OPSLAB_MISSING_TOOLS names."""
+    return {t.strip() for t in os.environ.get(MISSING_TOOLS_VAR, "").split(",") if t.strip()}
+
+
 def find_binary(name: str) -> str | None:
-    """The executable's path: PATH first, then the sbin directories (nginx is in /usr/sbin)."""
+    """The executable's path: PATH first, then the sbin directories (nginx is in /usr/sbin,
+    often not on a user's PATH); None when OPSLAB_MISSING_TOOLS names it."""
+    if name in hidden_tools():
+        return None
     return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
 
 

@@ -92,3 +92,14 @@ def test_report_has_one_row_per_capability() -> None:
 
     assert list(table.index) == list(CHECKS)
     assert {"available", "version", "detail", "install_hint"} <= set(table.columns)
+
+
+def test_missing_tools_variable_hides_an_installed_tool(
+    fake_git: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert check("git").available
+
+    monkeypatch.setenv("OPSLAB_MISSING_TOOLS", "nginx, git")
+
+    assert not check("git").available
+    assert "git" in check("git").install_hint
