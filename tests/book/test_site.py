@@ -87,6 +87,19 @@ def test_section_page_shows_an_executed_figure_or_table(page: Page, site: str, p
     assert all(w > 0 for w in widths), f"{path}: an output image did not load ({widths})"
 
 
+@pytest.mark.parametrize("path", SECTIONS)
+def test_section_self_checks_read_as_questions_with_answers(
+    page: Page, site: str, path: str
+) -> None:
+    page.goto(site + path)
+    checks = page.locator("div.opslab-selfcheck")
+    assert checks.count() >= 3, f"{path}: the self-checks did not render as HTML"
+    first = checks.first
+    assert not first.locator("details ul").is_visible()  # the answers start collapsed
+    first.locator("summary").click()
+    assert first.locator("details ul li").count() >= 2
+
+
 def test_internal_links_resolve(page: Page, site: str) -> None:
     targets: set[str] = set()
     for path in PAGES:
