@@ -39,6 +39,7 @@ LEARNER_HTML = BUILD / "html"
 INSTRUCTOR_OUT = BUILD / "instructor"
 INSTRUCTOR_HTML = INSTRUCTOR_OUT / "_build" / "html"
 SOLUTIONS_CAPTION = "Solutions (instructors)"
+DOWNLOAD = "opslab-course.tar.gz"  # the learner distribution, at the site's root
 # What the notebooks run besides their own cells: a change here makes cached outputs stale.
 SOURCES = ("sample_app", "opslab", "requirements.txt", "pyproject.toml")
 
@@ -199,8 +200,21 @@ def build(
     ]  # fmt: skip
     started = time.monotonic()
     subprocess.run(command, check=True, cwd=root)
+    html = out / "_build" / "html"
+    publish_download(html, root)
     log.info("%s book built in %.0f s", flavour, time.monotonic() - started)
-    return out / "_build" / "html"
+    return html
+
+
+def publish_download(html: Path, root: Path = ROOT) -> Path:
+    """The learner distribution as `DOWNLOAD` at the site's root, where every page's banner
+    links: what `make lab` needs, without solutions or hidden tests."""
+    from opslab import dist
+
+    built = dist.build(root / "_build" / "learner", root)
+    target = html / DOWNLOAD
+    shutil.copyfile(built.with_name(built.name + ".tar.gz"), target)
+    return target
 
 
 def _drop_duplicate_scripts(

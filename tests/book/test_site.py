@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urlparse
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
-from opslab.book import BUILD, LEARNER_HTML, ROOT, load_yaml, toc_files
+from opslab.book import BUILD, DOWNLOAD, LEARNER_HTML, ROOT, load_yaml, toc_files
 
 PAGES = [f"{file}.html" for file in toc_files(load_yaml(ROOT / "_toc.yml"))]
 SCREENSHOTS = BUILD / "screenshots"
@@ -121,6 +123,22 @@ def test_internal_links_resolve(page: Page, site: str) -> None:
                 broken.append(f"{target}: no element with id {fragment!r}")
     assert broken == [], "\n".join(broken)
     assert len(targets) > len(PAGES)
+
+
+@pytest.mark.parametrize("path", [PAGES[0], SECTIONS[-1]])
+def test_every_page_offers_the_course_as_a_download(page: Page, site: str, path: str) -> None:
+    page.goto(site + path)
+    link = page.locator(f'a[href$="{DOWNLOAD}"]').first
+    assert link.is_visible()
+    archive = httpx.get(link.evaluate("a => a.href"), timeout=30)
+    assert archive.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
+        names = set(tar.getnames())
+    assert {"opslab-course/Makefile", "opslab-course/notebooks/00-setup.ipynb"} <= names
+    assert "opslab-course/sample_app/main.py" in names
+    assert not [
+        n for n in names if n.startswith(("opslab-course/solutions/", "opslab-course/tests/"))
+    ]
 
 
 def test_learner_book_has_no_solutions() -> None:

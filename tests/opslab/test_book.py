@@ -136,6 +136,8 @@ def tiny_book(root: Path) -> None:
     (root / "_toc.yml").write_text(
         "format: jb-book\nroot: intro\nparts:\n  - caption: A\n    chapters:\n      - file: nb\n"
     )
+    git(root, "init", "-q")  # the book's download is the learner distribution of this tree
+    git(root, "add", "-A")
 
 
 @pytest.mark.slow
@@ -152,6 +154,9 @@ def test_build_makes_launch_buttons_for_binder_and_jupyterhub(
         "https://hub.example.edu/hub/user-redirect/git-pull?repo=https%3A//github.com/acme/ops-lab"
         in page
     )
+    assert 'href="https://github.com/acme/ops-lab"' in page  # the repository link
+    assert (html / book.DOWNLOAD).is_file()
+    assert "opslab-course.tar.gz" in page  # the banner's download link
 
 
 def with_code_cell(root: Path, source: str) -> None:
