@@ -96,3 +96,16 @@ def _deploy_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]
     """`python -m sample_app.deploy --state-dir STATE ARGS`, as an operator runs it."""
     cmd = [sys.executable, "-m", "sample_app.deploy", "--state-dir", str(state_dir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+
+
+def answers(proxy: AppProxy, requests: int = 4) -> set[str]:
+    """The releases (X-Instance 'v2@token' -> 'v2') that answered GETs through nginx."""
+    with proxy.client() as client:
+        return {client.get("/version").headers["x-instance"].split("@")[0] for _ in range(requests)}
+
+
+def deploy_release(
+    cli: Callable[..., subprocess.CompletedProcess[str]], state: Path, release: Path, version: str
+) -> subprocess.CompletedProcess[str]:
+    """`deploy --release RELEASE --expect-version VERSION` through the CLI."""
+    return cli(state, "deploy", "--release", str(release), "--expect-version", version)

@@ -15,18 +15,10 @@ from sample_app.deploy import render_app_conf, running_from, start_instance, sto
 from sample_app.deploy.instances import Instance, alive
 from sample_app.deploy.tool import load_state
 
+from .conftest import answers, deploy_release
+
 pytestmark = pytest.mark.slow
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _answers(proxy: AppProxy, requests: int = 4) -> set[str]:
-    """The releases (X-Instance 'v2@port' -> 'v2') that answered GETs through nginx."""
-    with proxy.client() as client:
-        return {client.get("/version").headers["x-instance"].split("@")[0] for _ in range(requests)}
-
-
-def _deploy(cli: Cli, state: Path, release: Path, version: str) -> subprocess.CompletedProcess[str]:
-    return cli(state, "deploy", "--release", str(release), "--expect-version", version)
 
 
 def test_render_app_conf_points_the_upstream_at_the_given_servers() -> None:
@@ -42,13 +34,13 @@ def test_render_app_conf_points_the_upstream_at_the_given_servers() -> None:
 def test_deploy_switches_nginx_to_green_and_stops_blue(
     deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
     blue = load_state(state_dir)["live"]
 
-    done = _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0")
+    done = deploy_release(deploy_cli, state_dir, releases["v2"], "2.0.0")
 
     assert done.returncode == 0, done.stderr
-    assert _answers(proxy) == {"v2"}
+    assert answers(proxy) == {"v2"}
     assert not alive(Instance(**blue))
     assert load_state(state_dir)["previous"]["version"] == "1.0.0"
     assert "confirmed through nginx" in done.stderr
@@ -57,29 +49,29 @@ def test_deploy_switches_nginx_to_green_and_stops_blue(
 def test_deploy_of_a_release_that_never_gets_ready_is_rejected_and_blue_keeps_serving(
     deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v2"], "2.0.0").returncode == 0
     blue = load_state(state_dir)["live"]
 
-    done = _deploy(deploy_cli, state_dir, releases["v3"], "3.0.0")
+    done = deploy_release(deploy_cli, state_dir, releases["v3"], "3.0.0")
 
     assert done.returncode == 1
     assert "v3 is not ready: exited before it was ready" in done.stderr
     assert "placeholder" in done.stderr  # the app's own reason, from its log
     assert load_state(state_dir)["live"] == blue
-    assert _answers(proxy) == {"v2"}
+    assert answers(proxy) == {"v2"}
 
 
 def test_deploy_with_an_unexpected_version_is_rejected_and_green_stopped(
     deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
 
-    done = _deploy(deploy_cli, state_dir, releases["v2"], "2.1.0")
+    done = deploy_release(deploy_cli, state_dir, releases["v2"], "2.1.0")
 
     assert done.returncode == 1
     assert "reports version '2.0.0', expected '2.1.0'" in done.stderr
     assert "stopping green v2" in done.stderr
-    assert _answers(proxy) == {"v1"}
+    assert answers(proxy) == {"v1"}
 
 
 def test_init_with_an_invalid_nginx_config_changes_nothing(
@@ -89,7 +81,7 @@ def test_init_with_an_invalid_nginx_config_changes_nothing(
     releases: dict[str, Path],
     proxy: AppProxy,
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
     assert deploy_cli(state_dir, "stop").returncode == 0
     app_conf = Path(load_state(state_dir)["nginx"]["app_conf"]).read_text()
     settings = json.loads(nginx_settings.read_text())
@@ -106,15 +98,15 @@ def test_init_with_an_invalid_nginx_config_changes_nothing(
 def test_rollback_brings_back_the_previous_release(
     deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
     with proxy.client() as client:
         created = client.post("/api/todos", json={"title": "survives deploys"}).json()
-    assert _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v2"], "2.0.0").returncode == 0
 
     done = deploy_cli(state_dir, "rollback")
 
     assert done.returncode == 0, done.stderr
-    assert _answers(proxy) == {"v1"}
+    assert answers(proxy) == {"v1"}
     with proxy.client() as client:
         assert client.get(f"/api/todos/{created['id']}").status_code == 200
     status = json.loads(deploy_cli(state_dir, "status").stdout)

@@ -20,19 +20,10 @@ from sample_app.deploy import tool as deploy_tool
 from sample_app.deploy.instances import Instance, alive, start_ticks
 from sample_app.deploy.tool import load_state, locked, save_state
 
-from .conftest import write_env_file
+from .conftest import answers, deploy_release, write_env_file
 
 pytestmark = pytest.mark.slow
 Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _deploy(cli: Cli, state: Path, release: Path, version: str) -> subprocess.CompletedProcess[str]:
-    return cli(state, "deploy", "--release", str(release), "--expect-version", version)
-
-
-def _answers(proxy: AppProxy, requests: int = 4) -> set[str]:
-    with proxy.client() as client:
-        return {client.get("/version").headers["x-instance"].split("@")[0] for _ in range(requests)}
 
 
 @pytest.fixture
@@ -47,11 +38,11 @@ def bystander(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 def test_a_second_deploy_while_one_runs_is_refused_and_changes_nothing(
     deploy_cli: Cli, state_dir: Path, releases: dict[str, Path]
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
     before = load_state(state_dir)
 
     with locked(state_dir):  # the first deploy, still running
-        done = _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0")
+        done = deploy_release(deploy_cli, state_dir, releases["v2"], "2.0.0")
 
     assert done.returncode == 1
     assert f"another deploy command (pid {os.getpid()}) holds" in done.stderr
@@ -79,7 +70,7 @@ def test_two_deploys_at_once_leave_one_live_instance_and_a_consistent_state(
     assert codes == [0, 1]
     live = load_state(state_dir)["live"]
     assert running_from(releases["v1"].parent) == [live["pid"]]
-    assert _answers(proxy) == {live["release"]}
+    assert answers(proxy) == {live["release"]}
 
 
 def test_stop_never_signals_a_reused_pid(
@@ -152,7 +143,7 @@ def test_secrets_are_kept_from_other_users_and_from_ps(
     secret = dict(line.split("=", 1) for line in env_file.read_text().split())["CSRF_SECRET"]
 
     refused = deploy_cli(state_dir, "init", "--nginx", "x.json", "--env", f"CSRF_SECRET={secret}")
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
 
     assert refused.returncode == 1
     assert "visible to everyone in `ps`" in refused.stderr
@@ -196,7 +187,7 @@ def test_a_release_without_app_env_is_not_started(
         == 0
     )
 
-    done = _deploy(deploy_cli, state, releases["v1"], "1.0.0")
+    done = deploy_release(deploy_cli, state, releases["v1"], "1.0.0")
 
     assert done.returncode == 1
     assert "APP_ENV is not set for v1" in done.stderr
@@ -218,7 +209,7 @@ def test_a_failing_version_check_stops_green_and_keeps_blue(
 
     assert load_state(state_dir)["live"] == blue
     assert running_from(releases["v1"].parent) == [blue["pid"]]
-    assert _answers(proxy) == {"v1"}
+    assert answers(proxy) == {"v1"}
 
 
 def test_a_release_gets_its_own_assets_served_and_checked(
@@ -231,9 +222,9 @@ def test_a_release_gets_its_own_assets_served_and_checked(
     new = install_release(wheel, root, name)
     css = new / "sample_app" / "static" / "css" / "app.css"
     css.write_text(css.read_text() + f"\n/* {name} */\n")  # the release changed its CSS
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
 
-    assert _deploy(deploy_cli, state_dir, new, "2.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, new, "2.0.0").returncode == 0
 
     with proxy.client() as client:
         served = client.get("/static/css/app.css")
@@ -244,7 +235,7 @@ def test_a_release_gets_its_own_assets_served_and_checked(
 def test_a_deploy_whose_assets_nginx_does_not_serve_is_aborted(
     deploy_cli: Cli, state_dir: Path, releases: dict[str, Path], proxy: AppProxy, tmp_path: Path
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
     state = load_state(state_dir)
     state["nginx"]["values"]["static_root"] = str(tmp_path / "not-served")  # a wrong path
     save_state(state_dir, state)
@@ -253,20 +244,20 @@ def test_a_deploy_whose_assets_nginx_does_not_serve_is_aborted(
     original = changed.read_bytes()
     try:
         changed.write_bytes(original + b"\n// changed\n")
-        done = _deploy(deploy_cli, state_dir, releases["v2"], "2.0.0")
+        done = deploy_release(deploy_cli, state_dir, releases["v2"], "2.0.0")
     finally:
         changed.write_bytes(original)
 
     assert done.returncode == 1
     assert "nginx does not serve the release's /static/js/app.js" in done.stderr
-    assert _answers(proxy) == {"v1"}
+    assert answers(proxy) == {"v1"}
     assert alive(Instance(**load_state(state_dir)["live"]))
 
 
 def test_status_reports_the_live_release(
     deploy_cli: Cli, state_dir: Path, releases: dict[str, Path]
 ) -> None:
-    assert _deploy(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
 
     report = json.loads(deploy_cli(state_dir, "status").stdout)
 
