@@ -83,7 +83,20 @@ class Database:
         event.listen(self.sessions, "after_flush_postexec", _claim_deadline)
 
     def create_tables(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create the tables that are missing, safely from several workers at once.
+
+        `create_all` looks for each table, then creates the missing ones: two workers
+        starting together on a new SQLite file both find nothing, and the second CREATE
+        fails ("table todos already exists", or "database is locked" when both try to
+        upgrade a read lock), which fails that worker's startup and with it uvicorn's
+        whole supervisor. BEGIN IMMEDIATE takes the write lock before the look, so the
+        workers take turns (waiting up to the busy timeout) and the second finds the table.
+        """
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            Base.metadata.create_all(connection)
+            connection.commit()
 
     def ping(self) -> bool:
         """True when the database answers a trivial query."""

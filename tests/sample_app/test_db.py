@@ -1,0 +1,75 @@
+"""The database layer: workers that start together on a new file must all start."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event, inspect
+
+from sample_app.config import Settings
+from sample_app.db import Database, Todo
+
+# How long the first worker waits for the second to overtake it. Only the fixed code
+# spends it (the second worker is blocked on the lock); it bounds the test's dead time.
+OVERTAKE_WAIT = 1.0
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(_env_file=None, app_env="development", data_dir=tmp_path)
+
+
+def test_two_workers_creating_tables_at_once_both_start(settings: Settings) -> None:
+    # Forces the race two uvicorn workers on a new SQLite file run into now and then:
+    # worker A has looked and found no table; worker B then looks, creates and commits
+    # (without the write lock) before A's CREATE runs, which fails.
+    first, second = Database(settings), Database(settings)
+    a_looked, b_finished = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def pause_first_worker(_table: object, connection: object, **_kw: object) -> None:
+        if threading.current_thread().name == "worker-a":
+            a_looked.set()
+            b_finished.wait(OVERTAKE_WAIT)  # fixed code: B waits on A's lock instead
+
+    def worker(database: Database, after: threading.Event | None) -> None:
+        try:
+            if after is not None:
+                assert after.wait(10), "worker A never reached CREATE TABLE"
+            database.create_tables()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+        finally:
+            if after is not None:
+                b_finished.set()
+
+    event.listen(Todo.__table__, "before_create", pause_first_worker)
+    try:
+        threads = [
+            threading.Thread(target=worker, args=(first, None), name="worker-a"),
+            threading.Thread(target=worker, args=(second, a_looked), name="worker-b"),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        event.remove(Todo.__table__, "before_create", pause_first_worker)
+        first.dispose()
+        second.dispose()
+    assert errors == []
+    assert "todos" in inspect(Database(settings).engine).get_table_names()
+
+
+def test_create_tables_keeps_existing_rows(settings: Settings) -> None:
+    database = Database(settings)
+    database.create_tables()
+    with database.sessions() as session:
+        session.add(Todo(title="survives a restart"))
+        session.commit()
+    database.create_tables()  # the next start
+    with database.sessions() as session:
+        assert [todo.title for todo in session.query(Todo)] == ["survives a restart"]
+    database.dispose()
