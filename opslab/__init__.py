@@ -13,7 +13,16 @@ import sys
 from dataclasses import dataclass
 
 from opslab.app import AppServer, start_app
-from opslab.caps import Capability, MissingCapability, check, report, require, strict_mode
+from opslab.caps import (
+    Capability,
+    MissingCapability,
+    Requirement,
+    check,
+    needs,
+    report,
+    require,
+    strict_mode,
+)
 from opslab.load import LoadRunner, check_loopback, run_load
 from opslab.loadresult import LoadResult, RequestRecord
 from opslab.nginx import Nginx, NginxConfigError, brotli_module_path, nginx_version, render
@@ -37,11 +46,13 @@ __all__ = [
     "Prometheus",
     "PrometheusError",
     "RequestRecord",
+    "Requirement",
     "SetupInfo",
     "brotli_module_path",
     "check",
     "check_loopback",
     "free_port",
+    "needs",
     "nginx_version",
     "reap_orphans",
     "render",

@@ -1,8 +1,10 @@
 """Capability checks: which system tools this machine has, and what to do about missing ones.
 
-A notebook cell that needs nginx starts with `if require("nginx"):`. Without nginx the
-learner gets the exact install command and the cell is skipped; in strict mode
-(`OPSLAB_STRICT=1`, what CI sets) a missing tool is an error, so nothing is skipped silently.
+A notebook checks its tools once, `HAVE_NGINX = require("nginx")`, and each cell that needs
+one starts with `if needs(HAVE_NGINX, shows="what the cell shows"):`. Without nginx the learner
+gets the exact install command once, and every skipped cell says what it would have shown and
+why; in strict mode (`OPSLAB_STRICT=1`, what CI sets) a missing tool is an error, so nothing is
+skipped at all.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ def hidden_tools() -> set[str]:
 
 
 def find_binary(name: str) -> str | None:
-    """The executable's path: PATH first, then the sbin directories (nginx is in /usr/sbin,
-    often not on a user's PATH); None when OPSLAB_MISSING_TOOLS names it."""
+    """The executable's path on the learner's PATH, then in the sbin directories (nginx is in
+    /usr/sbin, often not on a user's PATH); None when OPSLAB_MISSING_TOOLS names it, the one
+    way to hide a tool that PATH cannot hide."""
     if name in hidden_tools():
         return None
     return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
@@ -188,11 +191,25 @@ def _show(message: str) -> None:
         log.warning("%s", message)
 
 
-def require(*names: str) -> bool:
+@dataclass(frozen=True)
+class Requirement:
+    """What `require()` found: true when every tool is present, else it names the missing ones
+    (so `needs()` can say why a cell is skipped). `HAVE_A and HAVE_B` keeps the missing one."""
+
+    missing: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return not self.missing
+
+    def __repr__(self) -> str:
+        return f"Requirement(missing={list(self.missing)})" if self.missing else "True"
+
+
+def require(*names: str) -> Requirement:
     """True if every named capability is present; otherwise explain (or raise when strict)."""
     missing = [cap for cap in map(check, names) if not cap.available]
     if not missing:
-        return True
+        return Requirement()
     lines = [
         f"**Missing: {cap.name}** ({cap.detail}). Install it with:\n{cap.install_hint}"
         for cap in missing
@@ -201,6 +218,22 @@ def require(*names: str) -> bool:
     if strict_mode():
         raise MissingCapability(f"{message}\n(OPSLAB_STRICT is set: missing tools are errors)")
     _show(f"{message}\nThe cells that need it will be skipped.")
+    return Requirement(tuple(cap.name for cap in missing))
+
+
+def needs(have: Requirement | bool, *, shows: str, why: str | None = None) -> bool:
+    """Whether a cell can run; if not, one line says what it would have shown and why not.
+
+    `have` is what `require()` returned (it names the missing tool) or any flag, with `why`
+    saying what is missing, e.g. `needs(HADOLINT, shows=..., why="hadolint is not installed")`.
+    """
+    if not shows.strip():
+        raise ValueError("needs() wants `shows`: what the skipped cell would have shown")
+    if have:
+        return True
+    missing = getattr(have, "missing", ())
+    reason = f"{' and '.join(missing)} is not installed" if missing else why or "it cannot run"
+    _show(f"*Skipped: {reason}. This cell would show {shows.strip().rstrip('.')}.*")
     return False
 
 

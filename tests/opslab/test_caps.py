@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from opslab.caps import CHECKS, MissingCapability, check, install_hint, report, require
+from opslab.caps import (
+    CHECKS,
+    MissingCapability,
+    check,
+    find_binary,
+    install_hint,
+    needs,
+    report,
+    require,
+)
 
 
 @pytest.fixture
@@ -58,7 +67,10 @@ def test_require_without_strict_mode_returns_false_and_shows_hint(
     monkeypatch.delenv("OPSLAB_STRICT", raising=False)
 
     with caplog.at_level(logging.WARNING, logger="opslab"):
-        assert require("prometheus", "git") is False
+        have = require("prometheus", "git")
+
+    assert not have
+    assert have.missing == ("prometheus", "git")
 
     assert "Missing: prometheus" in caplog.text
     assert "Missing: git" in caplog.text
@@ -71,7 +83,7 @@ def test_require_returns_true_when_everything_is_present(
 ) -> None:
     monkeypatch.setenv("OPSLAB_STRICT", "1")
 
-    assert require("git") is True
+    assert require("git")
 
 
 def test_check_unknown_name_raises_value_error() -> None:
@@ -103,3 +115,46 @@ def test_missing_tools_variable_hides_an_installed_tool(
 
     assert not check("git").available
     assert "git" in check("git").install_hint
+
+
+def test_missing_tools_variable_hides_a_tool_outside_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    if find_binary("nginx") is None:
+        pytest.skip("nginx is not installed here")  # the override is what this test is about
+
+    monkeypatch.setenv("OPSLAB_MISSING_TOOLS", "nginx")
+
+    assert find_binary("nginx") is None
+    assert not check("nginx").available
+
+
+def test_needs_names_the_missing_tool_and_what_the_cell_shows(
+    empty_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("OPSLAB_STRICT", raising=False)
+    have = require("git")
+
+    with caplog.at_level(logging.WARNING, logger="opslab"):
+        assert needs(have and require("wrk"), shows="the git log.") is False
+
+    assert "Skipped: git is not installed. This cell would show the git log." in caplog.text
+
+
+def test_needs_with_a_plain_flag_uses_its_reason(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="opslab"):
+        assert needs(False, shows="lint findings", why="hadolint is not installed") is False
+
+    assert "Skipped: hadolint is not installed. This cell would show lint findings." in caplog.text
+
+
+def test_needs_is_silent_when_the_tool_is_present(
+    fake_git: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="opslab"):
+        assert needs(require("git"), shows="the git log") is True
+
+    assert caplog.text == ""
+
+
+def test_needs_refuses_an_empty_shows_text() -> None:
+    with pytest.raises(ValueError, match="shows"):
+        needs(True, shows=" ")
