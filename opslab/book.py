@@ -94,6 +94,14 @@ def book_config(
     return config
 
 
+def keep_existing_static(config: dict[str, Any], root: Path) -> None:
+    """Drop `html_static_path` folders that `root` lacks (a test's small book has no CSS):
+    Sphinx warns about each, and the book is built with warnings as errors."""
+    sphinx = config.get("sphinx", {}).get("config", {})
+    if "html_static_path" in sphinx:
+        sphinx["html_static_path"] = [p for p in sphinx["html_static_path"] if (root / p).is_dir()]
+
+
 def toc_files(toc: Mapping[str, Any]) -> list[str]:
     """Every document of the toc in reading order: the root, then each part's chapters."""
     files = [toc["root"]]
@@ -186,6 +194,7 @@ def build(
         load_yaml(root / "_config.yml"), os.environ, origin=launch_origin(instructor, root),
         execute=execute,
     )  # fmt: skip
+    keep_existing_static(config, root)
     toc = load_yaml(root / "_toc.yml")
     if instructor:
         toc = instructor_toc(toc, root)

@@ -10,7 +10,7 @@ from urllib.parse import urldefrag, urlparse
 
 import httpx
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 
 from opslab.book import BUILD, DOWNLOAD, LEARNER_HTML, ROOT, load_yaml, toc_files
 
@@ -19,6 +19,9 @@ SCREENSHOTS = BUILD / "screenshots"
 SECTIONS = [p for p in PAGES if p.startswith("notebooks/") and not p.startswith("notebooks/00")]
 ERROR_OUTPUTS = "div.output.traceback, div.output.error, div.output.stderr"
 OUTPUT_FIGURES = "div.cell_output img, div.cell_output table"
+# An alt text that is only a path or file name (MyST-NB's default is the image's path).
+FILE_NAME = re.compile(r"^\S*(/\S*|\.(png|jpe?g|svg|gif))$", re.IGNORECASE)
+LONGEST_OPEN_LISTING = 40  # lines of an output listing shown open on a section page
 
 
 class IdCollector(HTMLParser):
@@ -173,3 +176,44 @@ def test_screenshots_of_start_and_section_pages(page: Page, site: str) -> None:
     figure.scroll_into_view_if_needed()
     figure.screenshot(path=SCREENSHOTS / "section-05-metrics-figure.png")
     assert (SCREENSHOTS / "section-05-metrics-figure.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_fits_a_phone_without_sideways_scrolling(
+    browser: Browser, site: str, path: str
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        phone = context.new_page()
+        phone.goto(site + path)
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path}: the page is {width} px wide at a 390 px viewport"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_images_have_alt_text_not_a_file_name(page: Page, site: str, path: str) -> None:
+    page.goto(site + path)
+    alts = page.eval_on_selector_all("main img", "imgs => imgs.map(i => i.getAttribute('alt'))")
+    bad = [alt for alt in alts if not alt or not alt.strip() or FILE_NAME.search(alt)]
+    assert bad == [], f"{path}: images without real alt text: {bad}"
+
+
+@pytest.mark.parametrize("path", SECTIONS)
+def test_long_listings_start_collapsed(page: Page, site: str, path: str) -> None:
+    page.goto(site + path)
+    # A listing longer than a screen is behind a toggle (cell tag hide-output), closed.
+    lengths = page.eval_on_selector_all(
+        "div.cell_output pre",
+        "pres => pres.filter(p => p.offsetParent !== null)"
+        ".map(p => p.innerText.split('\\n').length)",
+    )
+    assert max(lengths, default=0) <= LONGEST_OPEN_LISTING, f"{path}: {sorted(lengths)[-3:]} lines"
+
+
+def test_setup_page_shows_a_screenshot_of_the_app(page: Page, site: str) -> None:
+    page.goto(site + "notebooks/00-setup.html")
+    shot = page.locator('div.cell_output img[alt^="The sample app\'s todo page"]')
+    assert shot.count() == 1
+    assert shot.evaluate("i => i.complete && i.naturalWidth") >= 600

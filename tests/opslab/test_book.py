@@ -196,3 +196,10 @@ def test_build_runs_cells_and_fails_on_a_broken_link(
     (tmp_path / "intro.md").write_text("# Intro\n\nSee [a page](missing.md).\n")
     with pytest.raises(subprocess.CalledProcessError):
         book.build(root=tmp_path, out=tmp_path)
+
+
+def test_keep_existing_static_drops_missing_folders(tmp_path: Path) -> None:
+    (tmp_path / "book" / "_static").mkdir(parents=True)
+    config = {"sphinx": {"config": {"html_static_path": ["book/_static", "nowhere"]}}}
+    book.keep_existing_static(config, tmp_path)
+    assert config["sphinx"]["config"]["html_static_path"] == ["book/_static"]
