@@ -197,6 +197,7 @@ def start_instance(
     sock = sock or sockets / f"{token}.sock"
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{token}.log"
+    handover_path(sock).unlink(missing_ok=True)  # left by an earlier process on this path
     inherited = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
     full_env = {
         **inherited,

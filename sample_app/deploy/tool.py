@@ -147,8 +147,14 @@ def _point_live_at(state_dir: Path, instance: Instance, replaced: Instance | Non
     os.link(instance.socket, tmp)
     handover_path(instance.socket).unlink(missing_ok=True)
     os.replace(tmp, sockets / LIVE_SOCKET)
+    # Told: the instance the state names, and whatever was bound to the live path itself
+    # (an instance started there by hand, which the state does not know). Without its
+    # handover file it would keep nginx's kept-alive connections, and their requests, forever.
+    told = {handover_path(sockets / LIVE_SOCKET)}
     if replaced is not None:
-        handover_path(replaced.socket).touch(mode=0o600)
+        told.add(handover_path(replaced.socket))
+    for path in told:
+        path.touch(mode=0o600)
     log.info("switched: %s now reaches %s (no nginx reload)", LIVE_SOCKET, instance.instance_id)
 
 

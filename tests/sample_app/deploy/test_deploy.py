@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from opslab.proxy import AppProxy
-from sample_app.deploy import render_app_conf, running_from, start_instance, stop_all, wait_ready
+from sample_app.deploy import (
+    render_app_conf,
+    running_from,
+    start_instance,
+    stop_all,
+    stop_instance,
+    wait_ready,
+)
 from sample_app.deploy.instances import Instance, alive
 from sample_app.deploy.tool import load_state
 
@@ -138,3 +145,26 @@ def test_stop_all_stops_instances_no_state_knows_of(
 
     assert stopped == {lost.pid: "stopped (SIGTERM)"}
     assert not alive(lost)
+
+
+def test_deploy_takes_over_from_an_instance_started_by_hand_on_the_live_socket(
+    deploy_cli: Cli, proxy: AppProxy, state_dir: Path, releases: dict[str, Path], tmp_path: Path
+) -> None:
+    # Section 07's restart in place: v1 stopped, v2 started by hand on live.sock (which no
+    # state knows), then a deploy of v2 with the tool.
+    assert deploy_release(deploy_cli, state_dir, releases["v1"], "1.0.0").returncode == 0
+    state = load_state(state_dir)
+    stop_instance(Instance(**state["live"]))
+    live = state_dir / "sockets" / "live.sock"
+    by_hand = start_instance(
+        releases["v2"], sockets=live.parent, env=state["env"], log_dir=tmp_path, sock=live
+    )
+    try:
+        assert wait_ready(by_hand, timeout=20) is None
+        assert answers(proxy) == {"v2"}
+        deployed = deploy_release(deploy_cli, state_dir, releases["v2"], "2.0.0")
+        assert deployed.returncode == 0, deployed.stderr  # was: nginx did not send to v2@...
+    finally:
+        deploy_cli(state_dir, "stop")
+        stop_all(releases["v1"].parent)
+    assert not alive(by_hand)
