@@ -46,6 +46,21 @@ def stopping_new_servers() -> Iterator[None]:
                     log.exception("could not stop %s", proc.name)
 
 
+def slider(label: str, value: float, low: float, high: float, step: float = 0.5) -> Any:
+    """A labelled float knob whose label is not cut off (ipywidgets' default is 80 px)."""
+    import ipywidgets as widgets
+
+    return widgets.FloatSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=step,
+        description=label,
+        style={"description_width": "initial"},
+        layout=widgets.Layout(width="28em", max_width="100%"),
+    )
+
+
 def figure(width: float = 9, height: float = 3.5) -> Any:
     """A matplotlib Figure that no backend displays by itself (safe in a worker thread)."""
     from matplotlib.figure import Figure

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import opslab
-from opslab.panel import BUSY_LABEL, RUN_LABEL, figure, panel
+from opslab.panel import BUSY_LABEL, RUN_LABEL, figure, panel, slider
 
 
 def _table(rate: int) -> pd.DataFrame:
@@ -104,3 +104,10 @@ def test_a_failed_click_run_shows_the_error_and_frees_the_button() -> None:
     assert isinstance(built.error, RuntimeError)
     assert "RuntimeError: boom" in built.output.outputs[0]["data"]["text/html"]
     assert not built.button.disabled
+
+
+def test_a_slider_shows_its_whole_label_and_keeps_its_bounds() -> None:
+    knob = slider("SHUTDOWN_TIMEOUT", 3, 1, 5)
+
+    assert (knob.description, knob.value, knob.min, knob.max) == ("SHUTDOWN_TIMEOUT", 3, 1, 5)
+    assert knob.style.description_width == "initial"

@@ -1,0 +1,27 @@
+"""The panels' runs, on real servers: what each measures for a knob setting."""
+
+from __future__ import annotations
+
+import opslab
+from opslab import experiments
+
+
+def test_sigterm_inside_the_grace_period_closes_the_pool_and_loses_nothing() -> None:
+    fig, table = experiments.sigterm(1, 3, 0.5, 5)
+    row = table.iloc[0]
+
+    assert row["completed"] == 4
+    assert not row["killed (SIGKILL)"]
+    assert row["DB pool closed"]
+    assert fig.axes[0].get_title() == "SIGTERM, then SIGKILL after 5 s"
+    assert not opslab.running_processes()
+
+
+def test_sigterm_with_a_grace_shorter_than_the_timeout_ends_in_sigkill() -> None:
+    _fig, table = experiments.sigterm(0, 5, 3, 1)
+    row = table.iloc[0]
+
+    assert row["killed (SIGKILL)"]
+    assert not row["DB pool closed"]
+    assert row["failed"] == 4
+    assert 1 <= row["SIGTERM→exit (s)"] < 2
