@@ -75,3 +75,34 @@ def sigterm(
         "DB pool closed": "lifespan: DB pool closed" in events.index,
     }
     return [fig, pd.DataFrame([summary], index=["this run"])]
+
+
+def rate_limit(rate: float, burst: float, offered: float, seconds: float = 2.0) -> list[Any]:
+    """`offered` requests/s for `seconds` against nginx's `limit_req` on /api/: 200s and 429s."""
+    from opslab.load import run_load
+    from opslab.proxy import AppProxy
+
+    rate, burst = int(rate), int(burst)
+    app = start_app(name="panel-rate-app", instance_id="a")
+    proxy = AppProxy([app], name="panel-rate-proxy", api_rate=f"{rate}r/s", api_burst=burst)
+    try:
+        proxy.start()
+        with proxy.client() as client:
+            load = run_load(client, path="/api/todos", duration=seconds, rate=offered)
+    finally:
+        proxy.stop()
+        app.stop()
+    frame = load.to_dataframe()
+    fig = figure(7, 3)
+    ax = fig.add_subplot()
+    pd.crosstab(frame["start"], frame["status"]).cumsum().plot(ax=ax, drawstyle="steps-post")
+    ax.set(xlabel="seconds since the load began", ylabel="responses so far")
+    ax.set_title(f"{offered:g} req/s offered; limit_req rate={rate}r/s burst={burst}")
+    summary = {
+        "sent": len(frame),
+        "200 (passed)": int((frame["status"] == 200).sum()),
+        "429 (refused by nginx)": int((frame["status"] == 429).sum()),
+        "other": int((~frame["status"].isin([200, 429])).sum()),
+        "burst + 1 + rate * elapsed": round(burst + 1 + rate * load.elapsed, 1),
+    }
+    return [fig, pd.DataFrame([summary], index=["this run"])]

@@ -25,3 +25,21 @@ def test_sigterm_with_a_grace_shorter_than_the_timeout_ends_in_sigkill() -> None
     assert not row["DB pool closed"]
     assert row["failed"] == 4
     assert 1 <= row["SIGTERM→exit (s)"] < 2
+
+
+def test_rate_limit_refuses_what_exceeds_the_burst_and_the_rate(require_tool) -> None:
+    require_tool("nginx")
+    _fig, table = experiments.rate_limit(5, 2, 40, seconds=1.0)
+    row = table.iloc[0]
+
+    assert row["other"] == 0
+    assert row["429 (refused by nginx)"] > 0
+    assert row["200 (passed)"] <= row["burst + 1 + rate * elapsed"] + 1
+
+
+def test_rate_limit_passes_everything_below_the_rate(require_tool) -> None:
+    require_tool("nginx")
+    _fig, table = experiments.rate_limit(50, 5, 20, seconds=1.0)
+
+    assert table.iloc[0]["429 (refused by nginx)"] == 0
+    assert table.iloc[0]["200 (passed)"] == table.iloc[0]["sent"]
