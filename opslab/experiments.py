@@ -106,3 +106,83 @@ def rate_limit(rate: float, burst: float, offered: float, seconds: float = 2.0) 
         "burst + 1 + rate * elapsed": round(burst + 1 + rate * load.elapsed, 1),
     }
     return [fig, pd.DataFrame([summary], index=["this run"])]
+
+
+NOT_METRICS = 'route!="/metrics"'  # Prometheus' own scrapes are requests too
+SLO_SECONDS = 0.25  # the app's latency SLO (a bucket boundary of its histogram)
+WINDOW = "3s"  # three scrapes at the labs' 1 s interval
+LIVE_QUERIES = {
+    "requests/s": f"sum(rate(http_requests_total{{{NOT_METRICS}}}[{WINDOW}]))",
+    "p95 (s)": "histogram_quantile(0.95, sum by (le) "
+    f"(rate(http_request_duration_seconds_bucket{{{NOT_METRICS}}}[{WINDOW}])))",
+}
+
+
+def prometheus_load(
+    rate: float, slow_rate: float, slow_seconds: float, *, app: Any, prom: Any, seconds: float = 3.5
+) -> list[Any]:
+    """GETs at `rate` plus slow requests at `slow_rate` to `app`: what `prom` and the client saw.
+
+    Uses the section's app and Prometheus; if they were stopped, starts them for this run
+    only (Prometheus' first scrape alone takes about 5 s) and stops them after it.
+    """
+    from opslab.load import LoadRunner
+
+    started = [server for server in (app, prom) if not server.running]
+    try:
+        for server in started:
+            server.start()
+        if prom in started:
+            prom.wait_for_scrape(timeout=30)
+        slow = f"/debug/slow?seconds={slow_seconds:g}"
+        runners = [LoadRunner(app, path="/api/todos", rate=rate, concurrency=4)]
+        if slow_rate:
+            workers = int(slow_rate * slow_seconds) + 2
+            runners.append(LoadRunner(app, path=slow, rate=slow_rate, concurrency=workers))
+        t0 = time.time()
+        for runner in runners:
+            runner.start()
+        time.sleep(seconds)
+        client = pd.concat([runner.stop().to_dataframe() for runner in runners])
+        time.sleep(1.1)  # one more scrape: Prometheus has seen the last requests
+        series = {
+            name: _range_series(prom, promql, t0, t0 + seconds)
+            for name, promql in LIVE_QUERIES.items()
+        }
+    finally:
+        for server in reversed(started):
+            server.stop()
+    return _prometheus_view(pd.DataFrame(series), client, seconds, rate, slow_rate)
+
+
+def _range_series(prom: Any, promql: str, start: float, end: float) -> pd.Series:
+    results = prom.query_range(promql, start=start, end=end, step=0.5)
+    if not results:
+        return pd.Series(dtype=float)
+    values = pd.DataFrame(results[0]["values"], columns=["t", "v"]).astype(float)
+    return pd.Series(values["v"].to_numpy(), index=values["t"] - start)
+
+
+def _prometheus_view(
+    over_time: pd.DataFrame, client: pd.DataFrame, seconds: float, rate: float, slow: float
+) -> list[Any]:
+    fig = figure(9, 3)
+    for number, name in enumerate(over_time.columns, start=1):
+        ax = fig.add_subplot(1, 2, number)
+        over_time[name].plot(ax=ax, marker=".")
+        ax.set(title=f"Prometheus: {name}", xlabel="seconds since the load began", ylabel=name)
+    ax.axhline(SLO_SECONDS, color="red", linestyle="--", label=f"SLO {SLO_SECONDS:g} s")
+    ax.legend(loc="center right", fontsize=8)
+    fig.suptitle(f"{rate:g} GET/s + {slow:g} slow/s")
+    steady = over_time.loc[over_time.index >= 3]  # windows filled with this load only
+    table = pd.DataFrame(
+        {
+            "Prometheus (median of the last windows)": [
+                steady["requests/s"].median(),
+                steady["p95 (s)"].median(),
+            ],
+            "load generator": [len(client) / seconds, client["latency"].quantile(0.95)],
+        },
+        index=["requests/s", "p95 (s)"],
+    )
+    return [fig, table.round(3)]

@@ -56,6 +56,7 @@ def slider(label: str, value: float, low: float, high: float, step: float = 0.5)
         max=high,
         step=step,
         description=label,
+        readout_format=".0f" if float(step).is_integer() else ".2f",
         style={"description_width": "initial"},
         layout=widgets.Layout(width="28em", max_width="100%"),
     )

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nbformat
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
@@ -56,12 +57,45 @@ class JupyterLab(ManagedProcess):
         self.wait_http(f"{self.url}/api/status?token={self.token}", timeout=timeout)
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[JupyterLab, Path]]:
+# The other panels, each in a notebook of its own: the section's panel cell (copied by its
+# id) after a preamble that sets up what the section's earlier cells would have.
+PANELS = {
+    "03": (
+        "03-reverse-proxy-nginx.ipynb",
+        "c3a9e2d1",
+        "import opslab\nopslab.setup()\nRATE, BURST, HAVE_NGINX = 20, 20, True",
+    ),
+    "05": (
+        "05-metrics.ipynb",
+        "e5b4c1d1",
+        "import opslab\nfrom opslab import metrics_lab\nopslab.setup()\n"
+        'app = opslab.start_app(name="metrics-app")\n'
+        'prom = metrics_lab.AppPrometheus([f"127.0.0.1:{app.port}"], name="metrics-prom")\n'
+        "prom.start().wait_for_scrape(timeout=30)\nHAVE_PROMETHEUS = True",
+    ),
+}
+
+
+def panel_notebook(section: str, dest: Path) -> str:
+    """Write the panel notebook of `section` into `dest`; returns its file name."""
+    source, cell_id, preamble = PANELS[section]
+    notebook = nbformat.read(ROOT / "notebooks" / source, as_version=4)
+    [cell] = [c for c in notebook.cells if c.get("id") == cell_id]
+    notebook.cells = [nbformat.v4.new_code_cell(preamble), cell]
+    name = f"panel-{section}.ipynb"
+    nbformat.write(notebook, dest / name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[JupyterLab, Path]]:
     """JupyterLab over a copy of the section; yields it and the kernel's pidfile directory."""
+    tmp_path = tmp_path_factory.mktemp("lab")
     root, state = tmp_path / "course", tmp_path / "kernel-state"
     root.mkdir()
     shutil.copy(ROOT / "notebooks" / SECTION, root / SECTION)
+    for section in PANELS:
+        panel_notebook(section, root)
     env = {
         "OPSLAB_STATE_DIR": str(state),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -84,6 +118,18 @@ def live_servers(state: Path) -> list[str]:
         if pidfiles.is_alive(record.pid, record.start_time):
             found.append(record.name)
     return found
+
+
+def open_notebook(page: Page, server: JupyterLab, name: str) -> None:
+    # A workspace per notebook: the default one would reopen the previous test's notebook.
+    workspace = Path(name).stem
+    page.goto(f"{server.url}/lab/workspaces/{workspace}/tree/{name}?token={server.token}")
+    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget")
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel?.status"
+        " === 'idle'",
+        timeout=30_000,
+    )
 
 
 def run_all(page: Page) -> None:
@@ -112,13 +158,7 @@ def test_a_learner_runs_the_section_turns_the_panel_and_restarts_cleanly(
     server, state = lab
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
-    page.goto(f"{server.url}/lab/tree/{SECTION}?token={server.token}")
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget")
-    page.wait_for_function(
-        "() => window.jupyterapp.shell.currentWidget.sessionContext.session?.kernel?.status"
-        " === 'idle'",
-        timeout=30_000,
-    )
+    open_notebook(page, server, SECTION)
     run_all(page)
     assert not page.locator(".jp-OutputArea-output[data-mime-type*='error']").count()
 
@@ -154,3 +194,29 @@ def test_a_learner_runs_the_section_turns_the_panel_and_restarts_cleanly(
     assert not live_servers(state)
     context.close()
     httpx.get(f"{server.url}/api/status?token={server.token}").raise_for_status()
+
+
+@pytest.mark.parametrize("section", sorted(PANELS))
+def test_a_panel_renders_and_a_click_reruns_it(
+    lab: tuple[JupyterLab, Path], browser: Browser, section: str
+) -> None:
+    server, state = lab
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    open_notebook(page, server, f"panel-{section}.ipynb")
+    run_all(page)
+    run = page.get_by_role("button", name="Run", exact=True)
+    panel = page.locator(".widget-vbox").filter(has=run).last
+    expect(panel.locator(".widget-output img")).to_be_visible()
+    panel.screenshot(path=SCREENSHOTS / f"panel-{section}.png")
+    before = output_image(panel)
+
+    run.click()
+    expect(panel.locator(".widget-html", has_text="run 2:")).to_be_visible(timeout=40_000)
+    assert output_image(panel) != before
+    page.evaluate("window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+    deadline = time.monotonic() + 15
+    while live_servers(state) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not live_servers(state)
+    context.close()

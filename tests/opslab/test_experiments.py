@@ -43,3 +43,19 @@ def test_rate_limit_passes_everything_below_the_rate(require_tool) -> None:
 
     assert table.iloc[0]["429 (refused by nginx)"] == 0
     assert table.iloc[0]["200 (passed)"] == table.iloc[0]["sent"]
+
+
+def test_prometheus_load_starts_stopped_servers_and_sees_the_slow_share(require_tool) -> None:
+    require_tool("prometheus")
+    from opslab.metrics_lab import AppPrometheus
+
+    app = opslab.start_app(name="panel-test-app")
+    app.stop()  # as after the section's clean-up cell
+    prom = AppPrometheus([f"127.0.0.1:{app.port}"], name="panel-test-prom")
+    _fig, table = experiments.prometheus_load(40, 4, 0.5, app=app, prom=prom)
+
+    assert not app.running
+    assert not prom.running
+    measured, client = table.loc["requests/s"]
+    assert abs(measured - client) / client < 0.3
+    assert (table.loc["p95 (s)"] > experiments.SLO_SECONDS).all()  # 9 % of requests are slow

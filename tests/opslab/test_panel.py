@@ -111,3 +111,4 @@ def test_a_slider_shows_its_whole_label_and_keeps_its_bounds() -> None:
 
     assert (knob.description, knob.value, knob.min, knob.max) == ("SHUTDOWN_TIMEOUT", 3, 1, 5)
     assert knob.style.description_width == "initial"
+    assert slider("requests per second", 40, 5, 150, step=5).readout_format == ".0f"
