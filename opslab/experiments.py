@@ -8,8 +8,11 @@ run started; the functions stop theirs too when they are called on their own.
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -186,3 +189,60 @@ def _prometheus_view(
         index=["requests/s", "p95 (s)"],
     )
     return [fig, table.round(3)]
+
+
+def deploy_under_load(
+    action: str,
+    *,
+    deploy: Sequence[str],
+    releases: Mapping[str, Path],
+    versions: Mapping[str, str],
+    proxy: Any,
+    rate: float = 40,
+) -> list[Any]:
+    """One deploy-tool command (`deploy vN` or `rollback`) while GETs go through nginx."""
+    from opslab.load import LoadRunner
+
+    if action == "rollback":
+        args = ["rollback"]
+    else:
+        name = action.removeprefix("deploy ")
+        args = ["deploy", "--release", str(releases[name]), "--expect-version", versions[name]]
+    with proxy.client() as reader:
+        gets = LoadRunner(reader, path="/version", rate=rate, concurrency=4).start()
+        time.sleep(0.5)
+        began = gets.snapshot().elapsed
+        done = subprocess.run([*deploy, *args], capture_output=True, text=True, timeout=120)
+        ended = gets.snapshot().elapsed
+        time.sleep(0.5)
+        read = gets.stop()
+    frame = read.to_dataframe()
+    frame["release"] = frame["header"].str.split("@").str[0].fillna("no answer")
+    frame["failed"] = frame["outcome"] != "2xx"
+    return [
+        _deploy_figure(frame, action, began, ended),
+        _deploy_counters(frame, action, done.returncode),
+    ]
+
+
+def _deploy_figure(frame: pd.DataFrame, action: str, began: float, ended: float) -> Any:
+    fig = figure(9, 3)
+    ax = fig.add_subplot()
+    order = {name: row for row, name in enumerate(sorted(set(frame["release"])))}
+    ok, bad = frame[~frame["failed"]], frame[frame["failed"]]
+    ax.scatter(ok["start"], ok["release"].map(order), s=6, label="answered")
+    ax.scatter(bad["start"], bad["release"].map(order), marker="x", c="red", label="failed")
+    ax.axvspan(began, ended, color="grey", alpha=0.2, label=f"{action} running")
+    ax.set(yticks=list(order.values()), yticklabels=list(order), ylim=(-0.5, len(order) - 0.5))
+    ax.set(xlabel="seconds since the load started", ylabel="answered by")
+    ax.set_title(f"GET /version through nginx during `{action}`")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    return fig
+
+
+def _deploy_counters(frame: pd.DataFrame, action: str, exit_code: int) -> pd.DataFrame:
+    counts = frame.loc[~frame["failed"], "release"].value_counts().sort_index()
+    row = {f"answered by {name}": int(n) for name, n in counts.items()}
+    row |= {"failed": int(frame["failed"].sum()), "tool's exit code": exit_code}
+    row["live after"] = frame["release"].iloc[-1]
+    return pd.DataFrame([row], index=[action])
