@@ -20,6 +20,7 @@ import html
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,7 @@ from opslab import registry
 log = logging.getLogger(__name__)
 
 RUN_LABEL, BUSY_LABEL = "Run", "Running…"
+TICK_SECONDS = 0.2
 
 
 @contextmanager
@@ -115,12 +117,14 @@ class Panel:
         self.button = widgets.Button(description=RUN_LABEL, button_style="primary")
         self.button.on_click(self._on_click)
         self.status = widgets.HTML()
+        # A click's run shows how far it is, timed on the previous run (the default's first).
+        self.progress = widgets.FloatProgress(value=0, min=0, max=1, description="")
         self.output = widgets.Output()
-        self.runs, self.last_html, self.error = 0, "", None
+        self.runs, self.last_html, self.error, self.last_seconds = 0, "", None, 0.0
         self._lock, self._thread = threading.Lock(), None
         knobs = widgets.VBox(list(self.controls.values()))
         header = widgets.HTML(f"<strong>{html.escape(title)}</strong>")
-        row = widgets.HBox([self.button, self.status])
+        row = widgets.HBox([self.button, self.progress, self.status])
         self.widget = widgets.VBox([header, knobs, row, self.output])
 
     def values(self) -> dict[str, Any]:
@@ -138,6 +142,9 @@ class Panel:
 
     def _run_locked(self, raise_errors: bool) -> str:
         values = self._set_busy(True)
+        started, done = time.monotonic(), threading.Event()
+        ticker = threading.Thread(target=self._tick, args=(started, done), daemon=True)
+        ticker.start()
         try:
             with stopping_new_servers():
                 page = to_html(self.run_fn(**values), alt=f"{self.alt} ({_describe(values)})")
@@ -153,7 +160,11 @@ class Panel:
                 raise
         finally:
             self.runs += 1
+            self.last_seconds = time.monotonic() - started
             self._set_busy(False)
+            done.set()
+            ticker.join()
+            self.progress.value = 1.0
             self._show(page)
         return page
 
@@ -163,6 +174,15 @@ class Panel:
         for control in self.controls.values():
             control.disabled = busy
         return self.values()
+
+    def _tick(self, started: float, done: threading.Event) -> None:
+        """Move the bar while the run goes; it stops short of the end until the run is over."""
+        expected = self.last_seconds
+        self.progress.description = f"~{expected:.1f} s" if expected else ""
+        self.progress.value = 0.0
+        while not done.wait(TICK_SECONDS):
+            if expected:
+                self.progress.value = min((time.monotonic() - started) / expected, 0.95)
 
     def _show(self, page: str) -> None:
         # Replacing the outputs (not appending) keeps one result on screen, from any thread.

@@ -112,3 +112,22 @@ def test_a_slider_shows_its_whole_label_and_keeps_its_bounds() -> None:
     assert (knob.description, knob.value, knob.min, knob.max) == ("SHUTDOWN_TIMEOUT", 3, 1, 5)
     assert knob.style.description_width == "initial"
     assert slider("requests per second", 40, 5, 150, step=5).readout_format == ".0f"
+
+
+def test_a_click_run_moves_the_bar_on_the_previous_run_s_time() -> None:
+    pause = widgets.FloatSlider(value=0.5, max=2)
+    built = panel(
+        lambda pause: threading.Event().wait(pause) or "done", {"pause": pause}, title="t"
+    )
+    first = built.last_seconds
+    assert first >= 0.5
+
+    pause.value = 1.0
+    built.button.click()
+    threading.Event().wait(0.45)
+    early = built.progress.value
+    built.wait()
+
+    assert 0.3 < early <= 0.95  # about 0.45 s of the 0.5 s the last run took
+    assert built.progress.description == f"~{first:.1f} s"
+    assert built.progress.value == 1.0
