@@ -118,7 +118,9 @@ class Panel:
         self.button.on_click(self._on_click)
         self.status = widgets.HTML()
         # A click's run shows how far it is, timed on the previous run (the default's first).
-        self.progress = widgets.FloatProgress(value=0, min=0, max=1, description="")
+        self.progress = widgets.FloatProgress(
+            value=0, min=0, max=1, layout=widgets.Layout(width="12em", visibility="hidden")
+        )
         self.output = widgets.Output()
         self.runs, self.last_html, self.error, self.last_seconds = 0, "", None, 0.0
         self._lock, self._thread = threading.Lock(), None
@@ -171,6 +173,7 @@ class Panel:
     def _set_busy(self, busy: bool) -> dict[str, Any]:
         self.button.disabled = busy
         self.button.description = BUSY_LABEL if busy else RUN_LABEL
+        self.progress.layout.visibility = "visible" if busy else "hidden"
         for control in self.controls.values():
             control.disabled = busy
         return self.values()

@@ -126,8 +126,10 @@ def test_a_click_run_moves_the_bar_on_the_previous_run_s_time() -> None:
     built.button.click()
     threading.Event().wait(0.45)
     early = built.progress.value
+    assert built.progress.layout.visibility == "visible"
     built.wait()
 
     assert 0.3 < early <= 0.95  # about 0.45 s of the 0.5 s the last run took
     assert built.progress.description == f"~{first:.1f} s"
     assert built.progress.value == 1.0
+    assert built.progress.layout.visibility == "hidden"  # no full bar at rest
