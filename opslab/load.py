@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -68,10 +69,11 @@ def _resolve_url(target: Target, path: str) -> str:
     return str(base.join(path)) if path else str(base)
 
 
-def _progress_bar(total: int | None, url: str) -> Any:
-    from tqdm.auto import tqdm
+def _progress_bar(total: int | None, url: str) -> AbstractContextManager[Any]:
+    # In a notebook the bar ends as one summary line (opslab.progress): no frozen "0%".
+    from opslab.progress import progress_bar
 
-    return tqdm(total=total, desc=f"load {url}", unit="req")
+    return progress_bar(total, f"load {url}", unit="req")
 
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -147,20 +149,17 @@ class _Engine:
 
     def run(self, *, progress: bool) -> LoadResult:
         """Block until the run is over; an interrupt (Ctrl-C, Jupyter stop) stops the workers."""
-        bar = _progress_bar(self.requests, self.url) if progress else None
-        if bar is not None:
-            self.on_record = lambda _record: bar.update(1)
-        self.start()
-        try:
-            while not self.join(timeout=0.2):  # short joins keep the cell interruptible
-                pass
-        except KeyboardInterrupt:
-            self.stop_event.set()
-            self.join()
-            raise
-        finally:
+        with _progress_bar(self.requests, self.url) if progress else nullcontext() as bar:
             if bar is not None:
-                bar.close()
+                self.on_record = lambda _record: bar.update(1)
+            self.start()
+            try:
+                while not self.join(timeout=0.2):  # short joins keep the cell interruptible
+                    pass
+            except KeyboardInterrupt:
+                self.stop_event.set()
+                self.join()
+                raise
         return self.result()
 
     def result(self) -> LoadResult:
