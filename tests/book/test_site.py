@@ -6,6 +6,7 @@ import io
 import re
 import tarfile
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
 import httpx
@@ -22,6 +23,8 @@ OUTPUT_FIGURES = "div.cell_output img, div.cell_output table"
 # An alt text that is only a path or file name (MyST-NB's default is the image's path).
 FILE_NAME = re.compile(r"^\S*(/\S*|\.(png|jpe?g|svg|gif))$", re.IGNORECASE)
 LONGEST_OPEN_LISTING = 40  # lines of an output listing shown open on a section page
+# The sections with a live experiment panel (opslab.panel).
+PANEL_SECTIONS = tuple(f"notebooks/{n}" for n in ("03-", "05-", "06-", "07-"))
 
 
 class IdCollector(HTMLParser):
@@ -178,6 +181,24 @@ def test_screenshots_of_start_and_section_pages(page: Page, site: str) -> None:
     assert (SCREENSHOTS / "section-05-metrics-figure.png").stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("path", [p for p in PAGES if p.startswith(PANEL_SECTIONS)])
+def test_panels_show_their_default_run_in_the_book(page: Page, site: str, path: str) -> None:
+    # No kernel in the book: each experiment panel's static output is its default run.
+    page.goto(site + path)
+    result = page.locator("div.cell_output .opslab-panel-result").first
+    result.scroll_into_view_if_needed()
+    name = f"book-panel-{Path(path).stem[:2]}.png"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    result.screenshot(path=SCREENSHOTS / name)
+    assert result.locator("img, table").count() > 0
+
+
+PHONE_SHOTS = {
+    "notebooks/03-reverse-proxy-nginx.html": "phone-03-reverse-proxy-nginx.png",
+    "notebooks/05-metrics.html": "phone-05-metrics.png",
+}
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_page_fits_a_phone_without_sideways_scrolling(
     browser: Browser, site: str, path: str
@@ -187,6 +208,9 @@ def test_page_fits_a_phone_without_sideways_scrolling(
         phone = context.new_page()
         phone.goto(site + path)
         width = phone.evaluate("document.documentElement.scrollWidth")
+        if path in PHONE_SHOTS:  # what a reader on a phone sees first
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            phone.screenshot(path=SCREENSHOTS / PHONE_SHOTS[path])
         assert width <= 390, f"{path}: the page is {width} px wide at a 390 px viewport"
     finally:
         context.close()
