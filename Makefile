@@ -9,7 +9,7 @@ PORT ?= 8000
 NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean exercises grade learner-dist \
+.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean test-jupyterlab exercises grade learner-dist \
 	book book-instructor test-book
 
 help:  ## list the targets
@@ -61,7 +61,12 @@ book-instructor: venv  ## the book with the solutions, into _build/instructor/_b
 	OPSLAB_STRICT=1 $(BIN)/python -m opslab.book build --instructor
 
 test-book:  ## open the built book in headless Chromium: pages, navigation, outputs, links
-	$(BIN)/pytest tests/book $(PYTEST_ARGS)
+	$(BIN)/pytest tests/book --ignore=tests/book/test_jupyterlab.py $(PYTEST_ARGS)
+
+# Not in `make test` yet: green here (3 passed, 85 s) but its Run All timed out in a fresh
+# clone's CI run (issue 12); it stays out of CI until that is understood.
+test-jupyterlab:  ## a real JupyterLab in Chromium: run a section, turn a panel, restart the kernel
+	$(BIN)/pytest tests/book/test_jupyterlab.py $(PYTEST_ARGS)
 
 exercises:  ## regenerate exercises/ and the autograder zip from solutions/ (otter assign)
 	$(BIN)/python -m opslab.grade_class exercises
