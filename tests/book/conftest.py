@@ -15,15 +15,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from opslab.book import INSTRUCTOR_HTML, LEARNER_HTML
 from opslab.caps import strict_mode
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from opslab.screenshot import CHROMIUM_ARGS
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
