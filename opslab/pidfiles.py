@@ -126,10 +126,10 @@ def write_pidfile(record: ProcRecord) -> Path:
     return path
 
 
-def read_pidfiles() -> list[tuple[Path, ProcRecord]]:
-    """Every readable pidfile in the state directory."""
+def read_pidfiles(directory: Path | None = None) -> list[tuple[Path, ProcRecord]]:
+    """Every readable pidfile in the state directory (or in another process's `directory`)."""
     found = []
-    for path in sorted(state_dir().glob("*.json")):
+    for path in sorted((directory or state_dir()).glob("*.json")):
         try:
             found.append((path, ProcRecord(**json.loads(path.read_text()))))
         except (OSError, ValueError, TypeError):
