@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.is_development else None,
     )
     app.state.settings = settings
+    app.state.build = build
     app.state.db = database
     app.state.lifecycle = lifecycle
     app.state.chat = ChatRoom(

@@ -44,25 +44,31 @@ def test_ready_503_when_database_unreachable(tmp_path: Path) -> None:
         assert client.get("/ready").status_code == 503
 
 
+def version_of_a_new_app(settings: Settings) -> dict[str, str]:
+    """/version of an app created now: it reads its build identity once, at start-up."""
+    with TestClient(create_app(settings)) as client:
+        return client.get("/version").json()
+
+
 def test_version_reports_dev_fallback(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(buildinfo, "STAMP_FILE", tmp_path / "none.json")
     for name in ("APP_VERSION", "GIT_COMMIT", "BUILD_TIME"):
         monkeypatch.delenv(name, raising=False)
-    body = client.get("/version").json()
+    body = version_of_a_new_app(settings)
     assert body["version"].endswith("+dev")
     assert body["commit"] == "unknown"
     assert set(body) == {"version", "commit", "build_time", "python"}
 
 
 def test_version_reports_stamped_build(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(buildinfo, "STAMP_FILE", tmp_path / "_build.json")
     buildinfo.stamp("2.0.0", "abc123", "2026-01-01T00:00:00Z")
     monkeypatch.setenv("APP_VERSION", "ignored-when-stamped")
-    body = client.get("/version").json()
+    body = version_of_a_new_app(settings)
     assert (body["version"], body["commit"], body["build_time"]) == (
         "2.0.0",
         "abc123",
@@ -111,3 +117,12 @@ def test_write_to_read_only_endpoint_is_405(client: TestClient, path: str) -> No
 
 def test_post_to_unknown_path_is_404(client: TestClient) -> None:
     assert client.post("/no/such/page", data={"a": "b"}).status_code == 404
+
+
+def test_version_is_the_build_the_process_started_with(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    before = client.get("/version").json()
+    monkeypatch.setattr(buildinfo, "STAMP_FILE", tmp_path / "_build.json")
+    buildinfo.stamp("9.9.9", "written-later", "2026-01-01T00:00:00Z")  # a deploy's new files
+    assert client.get("/version").json() == before
