@@ -71,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.chat_posts = RateLimiter(settings.chat_post_rate, settings.chat_post_burst)
 
+    # Jinja re-reads each template's mtime on every render unless told not to: only worth
+    # it while someone edits them (profiled: a sixth of the HTML page's time in production).
+    ui.templates.env.auto_reload = settings.is_development
     for router in (health.router, todos_api.router, chat.router, ui.router):
         app.include_router(router)
     if settings.is_development:

@@ -73,3 +73,18 @@ def test_create_tables_keeps_existing_rows(settings: Settings) -> None:
     with database.sessions() as session:
         assert [todo.title for todo in session.query(Todo)] == ["survives a restart"]
     database.dispose()
+
+
+def test_a_sqlite_checkout_sends_no_ping(settings: Settings) -> None:
+    """The pool hands out a SQLite connection without a `SELECT 1` first (no server drops it)."""
+    database = Database(settings)
+    database.create_tables()
+    database.engine.dispose()  # new connections from here on, each one traced
+    statements: list[str] = []
+    trace = lambda dbapi_connection, _record: dbapi_connection.set_trace_callback(statements.append)  # noqa: E731
+    event.listen(database.engine, "connect", trace)
+    for _ in range(3):
+        with database.engine.connect():
+            pass
+    database.dispose()
+    assert statements == []

@@ -8,6 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from sample_app.config import Settings
+from sample_app.main import create_app
+
 HTMX = {"HX-Request": "true"}
 TOKEN_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -237,3 +240,17 @@ def test_chat_form_empty_text_answers_422_and_publishes_nothing(client: TestClie
     assert response.status_code == 422
     assert "Message must not be empty." in response.text
     assert len(client.app.state.chat.history) == 0
+
+
+def test_templates_reload_from_disk_only_in_development(settings: Settings) -> None:
+    from sample_app.routes import ui
+
+    from .test_security import PRODUCTION_SECRETS
+
+    create_app(settings)
+    assert ui.templates.env.auto_reload
+    production = Settings(
+        _env_file=None, app_env="production", data_dir=settings.data_dir, **PRODUCTION_SECRETS
+    )
+    create_app(production)
+    assert not ui.templates.env.auto_reload
