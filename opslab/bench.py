@@ -92,6 +92,11 @@ class Measured:
         return statistics.median(r.requests / self.seconds for r in self.results)
 
     @property
+    def rounds_rps(self) -> str:
+        """Each round's req/s: how far apart they are is the noise on this machine."""
+        return " / ".join(f"{r.requests / self.seconds:.0f}" for r in self.results)
+
+    @property
     def p99_ms(self) -> float:
         return statistics.median(r.p99_ms for r in self.results)
 
@@ -177,13 +182,14 @@ def report_table(measured: Sequence[Measured]) -> str:
     """The markdown table: req/s and p99 for each row, and both as ratios to the ceiling."""
     ceiling = next(m for m in measured if m.row.key == "hello")
     lines = [
-        "| row | req/s | req/s ratio to hello | p99 ms | p99 ratio to hello | failed |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| row | req/s | req/s ratio to hello | p99 ms | p99 ratio to hello | failed "
+        "| req/s per round |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for m in measured:
         lines.append(
             f"| {m.row.label} | {m.rps:.0f} | {m.rps / ceiling.rps:.3f} | {m.p99_ms:.2f} "
-            f"| {m.p99_ms / ceiling.p99_ms:.2f} | {m.failed} |"
+            f"| {m.p99_ms / ceiling.p99_ms:.2f} | {m.failed} | {m.rounds_rps} |"
         )
     return "\n".join(lines)
 

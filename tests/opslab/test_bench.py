@@ -10,6 +10,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import nbformat
+import pytest
+
+from opslab import bench_course
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,8 +45,8 @@ def test_bench_tiny_load_writes_report_and_stops_servers(
     report = (tmp_path / "report.md").read_text()
     assert (tmp_path / "serving.png").stat().st_size > 0
     assert f"cores (os.cpu_count()): {os.cpu_count()}" in report
-    rows = re.findall(r"^\| ([^|]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \|$",
-                      report, re.MULTILINE)  # fmt: skip
+    row_re = r"^\| ([^|]+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+) \| [\d /]+ \|$"
+    rows = re.findall(row_re, report, re.MULTILINE)
     assert [row[0] for row in rows] == [
         "bare ASGI hello, 1 worker (ceiling)",
         "app /api/todos (10 todos), 1 worker",
@@ -57,3 +62,22 @@ def test_bench_unknown_row_is_refused() -> None:
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "unknown rows: nope" in done.stderr
+
+
+def test_course_timings_table_lists_each_notebook_and_grading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name, source in (("00-ok.ipynb", "1 + 1"), ("01-broken.ipynb", "1 / 0")):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]),
+                       notebooks / name)  # fmt: skip
+    monkeypatch.setattr(bench_course, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(bench_course, "time_grading", lambda work: ("grading", 1.5, "ok"))
+    report = tmp_path / "report.md"
+    report.write_text("# Serving benchmark\n")
+    bench_course.append_course_timings(report)
+    text = report.read_text()
+    assert re.search(r"^\| 00-ok.ipynb \| [\d.]+ \| ok \|$", text, re.MULTILINE)
+    assert re.search(r"^\| 01-broken.ipynb \| [\d.]+ \| failed \(exit 1\) \|$", text, re.MULTILINE)
+    assert "| grading | 1.5 | ok |" in text
