@@ -10,7 +10,7 @@ NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean test-jupyterlab exercises grade learner-dist \
-	book book-instructor test-book
+	book book-instructor test-book bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -75,6 +75,10 @@ grade:  ## grade a folder of notebooks in a sandbox (root): -> grades.csv, grade
 
 learner-dist: venv  ## the course without solutions or hidden tests: _build/learner (+ .tar.gz)
 	$(BIN)/python -m opslab.dist
+
+# Not part of `make test`: figures, not checks. BENCH_COURSE=1 also times every notebook.
+bench: venv  ## serving req/s and p99 as ratios to a bare ASGI app: _build/bench/report.md
+	$(BIN)/python -m opslab.bench --out _build/bench $(if $(filter 1,$(BENCH_COURSE)),--course)
 
 # Everything the tests and notebooks start must be stopped by them.
 LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service
