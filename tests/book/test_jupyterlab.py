@@ -194,6 +194,8 @@ def open_and_run(browser: Browser, server: JupyterLab, name: str, shot: str) -> 
     page = context.new_page()
     open_notebook(page, server, name)
     run_all(page)
+    # The course's JupyterLab settings turn off the news prompt that covered the outputs.
+    assert not page.get_by_text("official Jupyter news").count()
     panel = the_panel(page)
     panel.scroll_into_view_if_needed()
     expect(panel.locator(".widget-output img")).to_be_visible()
