@@ -7,6 +7,7 @@ max idle connections and connection lifetime.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -81,6 +82,14 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # One slot per pooled connection, taken on the event loop before a request's
+        # session exists and given back after it closes. Without it, more concurrent
+        # requests than thread-pool tokens deadlocked the app: every token held by a
+        # thread waiting for a connection, every connection held by a request waiting
+        # for a token to serialize its answer (measured: 128 connections, 80 answers,
+        # then nothing until the pool's 30 s timeout). Waiting requests now queue on
+        # the event loop, cost nothing there, and the response deadline bounds the wait.
+        self.slots = asyncio.Semaphore(max(settings.db_max_open_conns, 1))
         # After the flush, just before COMMIT: a request that has had its 504 rolls back.
         event.listen(self.sessions, "after_flush_postexec", _claim_deadline)
 

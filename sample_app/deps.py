@@ -32,14 +32,15 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     pool: instant for a SQLite file, a rollback round trip to a database server, which
     then happens in the thread pool, never on the event loop."""
     database = request.app.state.db
-    session = database.sessions()
-    try:
-        yield session
-    finally:
-        if database.engine.dialect.name == "sqlite":
-            session.close()
-        else:
-            await run_in_threadpool(session.close)
+    async with database.slots:  # see Database.slots: never more sessions than connections
+        session = database.sessions()
+        try:
+            yield session
+        finally:
+            if database.engine.dialect.name == "sqlite":
+                session.close()
+            else:
+                await run_in_threadpool(session.close)
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
