@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -118,10 +117,6 @@ class Database:
             log.warning("database ping failed", exc_info=True)
             return False
         return True
-
-    def session(self) -> Iterator[Session]:
-        with self.sessions() as session:
-            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
