@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+import time
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,46 @@ def test_two_workers_creating_tables_at_once_both_start(settings: Settings) -> N
         second.dispose()
     assert errors == []
     assert "todos" in inspect(Database(settings).engine).get_table_names()
+
+
+# Processes opening one new file together per round, and rounds. Without the WAL retry
+# 3 rounds in 10 had a failure here, so 20 rounds all pass by chance with p < 0.001.
+OPENERS, ROUNDS = 4, 20
+
+
+def _open_and_create(data_dir: Path, start_at: float, results: Queue) -> None:
+    database = Database(Settings(_env_file=None, app_env="development", data_dir=data_dir))
+    while time.time() < start_at:  # every process past its imports, then all at once
+        pass
+    try:
+        database.create_tables()
+        results.put("")
+    except Exception as exc:  # reported by the parent
+        results.put(repr(exc)[:200])
+
+
+def test_processes_opening_a_new_file_together_all_start(tmp_path: Path) -> None:
+    # The first connection to a new file switches it to WAL, which needs the file to
+    # itself: SQLite refuses at once ("database is locked", no busy timeout) while
+    # another process is in the middle of its own switch. This is uvicorn's workers
+    # starting together, where one refusal stopped the whole app (a section 05 flake).
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for round_ in range(ROUNDS):
+        results = context.Queue()
+        start_at = time.time() + 0.1
+        openers = [
+            context.Process(
+                target=_open_and_create, args=(tmp_path / str(round_), start_at, results)
+            )
+            for _ in range(OPENERS)
+        ]
+        for opener in openers:
+            opener.start()
+        failures += [error for _ in openers if (error := results.get(timeout=30))]
+        for opener in openers:
+            opener.join(10)
+    assert failures == []
 
 
 def test_create_tables_keeps_existing_rows(settings: Settings) -> None:
