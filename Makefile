@@ -9,7 +9,7 @@ PORT ?= 8000
 NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean test-jupyterlab exercises grade learner-dist \
+.PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean test-jupyterlab exercises grade learner-dist test-notebooks-docker \
 	book book-instructor test-book bench
 
 help:  ## list the targets
@@ -36,7 +36,8 @@ lab: setup  ## set everything up and open the course in JupyterLab
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00-setup.ipynb
 
 test: setup  ## set everything up and run every check: lint, tests, notebooks, both books, browser
-	$(MAKE) --no-print-directory lint test-app test-notebooks book book-instructor test-book check-clean
+	$(MAKE) --no-print-directory lint test-app test-notebooks test-notebooks-docker book \
+		book-instructor test-book check-clean
 
 lint:  ## ruff check and format check
 	$(BIN)/ruff check .
@@ -51,6 +52,15 @@ test-app:  ## pytest: the sample app and the toolkit (the book's browser test is
 
 test-notebooks:  ## nbval: run every notebook top to bottom (sections, exercises, solutions)
 	$(BIN)/pytest $(NBVAL) notebooks exercises solutions $(PYTEST_ARGS)
+
+# The container section again, on Docker Engine (test-notebooks takes the first engine found:
+# podman here). The tests run their container parts on both engines by themselves.
+CONTAINER_NOTEBOOKS := notebooks/02-container-images.ipynb
+test-notebooks-docker:  ## nbval: the container section on Docker Engine (skipped without it)
+	@if $(BIN)/python -c 'import sys; from opslab.caps import check, strict_mode; \
+		sys.exit(0 if check("docker-engine").available or strict_mode() else 1)'; then \
+		OPSLAB_ENGINE=docker $(BIN)/pytest $(NBVAL) $(CONTAINER_NOTEBOOKS) $(PYTEST_ARGS); \
+	else echo "Docker Engine is not installed: the container section ran on podman only"; fi
 
 # The book runs every notebook (cached in _build/.jupyter_cache) and fails on any cell error or
 # Sphinx warning. Strict: a missing tool is an error, so no published page has skipped cells.
@@ -81,11 +91,13 @@ bench: venv  ## serving req/s and p99 as ratios to a bare ASGI app: _build/bench
 	$(BIN)/python -m opslab.bench --out _build/bench $(if $(filter 1,$(BENCH_COURSE)),--course)
 
 # Everything the tests and notebooks start must be stopped by them.
-LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service
+LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service|[d]ockerd --config-file .*opslab
 check-clean:  ## fail if a server started by the tests or notebooks is still running
 	@sleep 1; if pgrep -af '$(LEFTOVERS)'; then echo "left running (see above)"; exit 1; fi
 	@if ps -eo uid=,pid=,args= | awk '$$1 >= 1900000000 && $$1 < 1900000128' | grep .; then \
 		echo "grading sandbox processes left running (see above)"; exit 1; fi
+	@if command -v iptables >/dev/null && iptables -t nat -S 2>/dev/null | grep 'opslab private dockerd'; then \
+		echo "the private dockerd's NAT rule was left (see above)"; exit 1; fi
 	@echo "no servers left running"
 
 # Unset, APP_ENV means production (fail closed): local runs ask for development explicitly.

@@ -29,12 +29,17 @@ log = logging.getLogger(__name__)
 VERSION_RE = re.compile(r"\d+\.\d+(?:\.\d+)?(?:[-+~][\w.]+)?")
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")  # nginx lives here; not on a user's PATH
 BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
-APT_ALL = "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter prometheus podman runc wrk"
+APT_ALL = (
+    "sudo apt-get install -y nginx libnginx-mod-http-brotli-filter prometheus podman runc "
+    "docker.io wrk"
+)
 APT = {
     "nginx": "nginx",
     "nginx-brotli": "nginx libnginx-mod-http-brotli-filter",
     "prometheus": "prometheus",
-    "container-engine": "podman runc",
+    "container-engine": "podman runc docker.io",
+    "podman": "podman runc",
+    "docker-engine": "docker.io",
     "node": "nodejs npm",
     "git": "git",
     "wrk": "wrk",
@@ -44,6 +49,8 @@ BREW = {
     "nginx-brotli": "brew's nginx has no Brotli module: the Brotli cells are skipped on macOS",
     "prometheus": "brew install prometheus",
     "container-engine": "brew install podman && podman machine init && podman machine start",
+    "podman": "brew install podman && podman machine init && podman machine start",
+    "docker-engine": "install Docker Desktop (brew install --cask docker) and start it",
     "node": "brew install node",
     "git": "brew install git",
     "wrk": "brew install wrk",
@@ -142,16 +149,35 @@ def _docker_daemon_reachable() -> bool:
         return False
 
 
-def _check_container_engine() -> Capability:
-    name, hint = "container-engine", install_hint("container-engine")
+def _check_docker_engine() -> Capability:
+    """Docker Engine: a daemon already reachable, or dockerd that the course can start (root)."""
+    name, hint = "docker-engine", install_hint("docker-engine")
     docker = find_binary("docker")
     if docker and _docker_daemon_reachable():
         return Capability(name, True, tool_version([docker, "--version"]), "docker daemon", hint)
-    podman = find_binary("podman")
-    if podman:
-        version = tool_version([podman, "--version"])
-        return Capability(name, True, version, f"podman ({podman})", hint)
-    return Capability(name, False, None, "no docker daemon reachable and no podman", hint)
+    dockerd = find_binary("dockerd")
+    if docker and dockerd and os.geteuid() == 0:
+        version = tool_version([dockerd, "--version"])
+        return Capability(name, True, version, f"private dockerd ({dockerd})", hint)
+    why = "dockerd needs root here" if dockerd else "no dockerd (Debian: docker.io)"
+    return Capability(name, False, None, f"no Docker daemon reachable, and {why}", hint)
+
+
+def _check_container_engine() -> Capability:
+    """The engine `opslab.containers.engine()` would use (OPSLAB_ENGINE, else the first found)."""
+    wanted = os.environ.get("OPSLAB_ENGINE", "").strip().lower()
+    docker, podman = _check_docker_engine(), _binary_check("podman", "podman", ["--version"])
+    if wanted in ("docker", "podman"):
+        found = docker if wanted == "docker" else podman
+    elif docker.available and docker.detail == "docker daemon":
+        found = docker
+    else:
+        found = podman if podman.available else docker
+    hint = install_hint("container-engine")
+    if not found.available:
+        where = f"{docker.detail}; and {podman.detail}" if not wanted else found.detail
+        return Capability("container-engine", False, None, where, hint)
+    return Capability("container-engine", True, found.version, found.detail, hint)
 
 
 CHECKS: dict[str, Callable[[], Capability]] = {
@@ -159,6 +185,8 @@ CHECKS: dict[str, Callable[[], Capability]] = {
     "nginx-brotli": _check_brotli,
     "prometheus": lambda: _binary_check("prometheus", "prometheus", ["--version"]),
     "container-engine": _check_container_engine,
+    "podman": lambda: _binary_check("podman", "podman", ["--version"]),
+    "docker-engine": _check_docker_engine,
     "node": lambda: _binary_check("node", "node", ["--version"]),
     "git": lambda: _binary_check("git", "git", ["--version"]),
     "wrk": lambda: _binary_check("wrk", "wrk", ["--version"]),

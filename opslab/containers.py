@@ -1,26 +1,32 @@
 """Container images and containers for the notebooks, through the Docker SDK.
 
-Any engine that speaks the Docker API will do: a real Docker daemon when one is
-reachable, otherwise podman, whose API service we start on a private socket (as a
-`ManagedProcess`, so it always stops). Without a registry, the base image is made
-locally once with debootstrap and kept in the engine's storage: the cache across runs.
-Every container started here is labelled and removed at kernel exit; containers a
-killed kernel left behind are removed by the next `engine()` call.
+Two engines, both spoken to through the Docker API: Docker Engine and podman.
+`OPSLAB_ENGINE` picks one (`docker` or `podman`); unset, a Docker daemon that is already
+reachable (the learner's own) wins, then podman, then Docker Engine's `dockerd`. Where the
+toolkit starts the engine itself (podman's API service, or a private `dockerd` with its
+own socket, data root and containerd namespace) it is a `ManagedProcess`: always stopped.
+Without a registry, the base image is made locally once with debootstrap and kept in the
+engine's storage: the cache across runs. Every container started here is labelled and
+removed at kernel exit; containers a killed kernel left behind are removed by the next
+`engine()` call.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, ClassVar
 
 import docker
 import docker.errors
@@ -33,6 +39,7 @@ from opslab.caps import _docker_daemon_reachable, find_binary
 # Image building lives in opslab.images; re-exported so notebooks use one module.
 from opslab.images import (  # noqa: F401
     BASE_TAG,
+    CACHE_DIR,
     DEBIAN_SOURCES,
     DEFAULT_MIRROR,
     DOCKERFILE,
@@ -55,25 +62,36 @@ OWNER_LABEL = "opslab.owner"  # "pid:start_time" of the kernel that started the 
 _STARTED: list[Container] = []
 
 
+ENGINE_ENV = "OPSLAB_ENGINE"
+ENGINES = ("docker", "podman")
+DOCKERD_ROOT = CACHE_DIR / "dockerd"  # the private dockerd's images: kept across runs
+BRIDGE = "docker0"  # the private dockerd's bridge: made at its start, removed at its stop
+NAT_COMMENT = "opslab private dockerd"
+# dockerd is root-only and its bridge is machine-wide: one private daemon per machine.
+DOCKERD_LOCK = Path("/run/lock" if Path("/run/lock").is_dir() else "/tmp") / "opslab-dockerd.lock"
+
+
 @dataclass
 class Engine:
-    """A Docker API client and what answers it (e.g. "podman 4.3.1 via Docker API")."""
+    """A Docker API client, which engine answers it, and the service we started (if any)."""
 
     client: docker.DockerClient
     description: str
     service: ManagedProcess | None = None
+    kind: str = "docker"  # "docker" (Docker Engine) or "podman"
 
     def __repr__(self) -> str:
         return f"<Engine {self.description}>"
 
 
-class PodmanService(ManagedProcess):
-    """`podman system service` on a private unix socket; ready when /_ping answers."""
+class ApiService(ManagedProcess):
+    """An engine's API on a private unix socket; ready when GET /_ping answers 200."""
 
-    def __init__(self, podman: str, name: str = "podman-service") -> None:
-        super().__init__([podman, "version"], name=name)
-        self.socket = self.workdir / "podman.sock"
-        self.cmd = [podman, "system", "service", "--time=0", f"unix://{self.socket}"]
+    kind: ClassVar[str] = ""
+
+    def __init__(self, binary: str, name: str) -> None:
+        super().__init__([binary, "--version"], name=name)
+        self.socket = self.workdir / f"{self.kind}.sock"
 
     @property
     def base_url(self) -> str:
@@ -85,12 +103,12 @@ class PodmanService(ManagedProcess):
         with httpx.Client(transport=transport, timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self.returncode is not None:
-                    raise self._failure(f"podman service exited with {self.returncode}")
+                    raise self._failure(f"{self.name} exited with {self.returncode}")
                 with contextlib.suppress(httpx.HTTPError):
                     if self.socket.exists() and client.get("http://d/_ping").status_code == 200:
                         return
                 time.sleep(0.1)
-        raise self._failure(f"podman service did not answer on {self.socket} in {timeout:g}s")
+        raise self._failure(f"{self.name} did not answer on {self.socket} in {timeout:g}s")
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """Remove our containers first: once the service is gone, nothing could."""
@@ -99,32 +117,174 @@ class PodmanService(ManagedProcess):
         return super().stop(timeout)
 
 
+class PodmanService(ApiService):
+    """`podman system service` on a private unix socket (podman keeps no daemon otherwise)."""
+
+    kind = "podman"
+
+    def __init__(self, podman: str, name: str = "podman-service") -> None:
+        super().__init__(podman, name)
+        self.cmd = [podman, "system", "service", "--time=0", f"unix://{self.socket}"]
+
+
+def _take_lock(path: Path, wait: float) -> IO[str]:
+    """An exclusive lock on `path`, waiting up to `wait` seconds for its holder."""
+    handle = open(path, "w")  # noqa: SIM115 - held while the daemon runs
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise ProcessError(
+                    "another kernel runs the course's private dockerd (one per machine: it "
+                    "owns the docker0 bridge): restart that notebook's kernel, or use "
+                    f"{ENGINE_ENV}=podman"
+                ) from None
+            time.sleep(0.5)
+
+
+class DockerdService(ApiService):
+    """A private Docker Engine: its own socket, exec root, containerd namespace and config.
+
+    The data root (images, build cache) is kept in DOCKERD_ROOT across runs, so the base
+    image is made once. One private dockerd runs per machine (a lock, DOCKERD_LOCK): a
+    second kernel waits `wait` seconds for it, then gets a clear error. The host's
+    firewall is not handed to dockerd (`--iptables=false`: no DOCKER chains, no change of
+    the FORWARD policy). The daemon makes its own bridge (`docker0`), and ports are
+    published on 127.0.0.1 by docker-proxy. For a route out (apt in a build reaching the
+    Debian mirror, as podman's CNI bridge gives), one NAT rule is added for the bridge's
+    subnet, marked with a comment, and removed at stop with the bridge: the host is left as
+    it was found.
+    """
+
+    kind = "docker"
+    stop_signal = signal.SIGTERM  # dockerd stops its containers (their grace) and containerd
+
+    def __init__(
+        self, dockerd: str, data_root: Path = DOCKERD_ROOT, *, wait: float = 0.0,
+        name: str = "dockerd",
+    ) -> None:  # fmt: skip
+        super().__init__(dockerd, name)
+        data_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock = _take_lock(DOCKERD_LOCK, wait)
+        config = self.workdir / "daemon.json"
+        config.write_text("{}\n")  # never the machine's /etc/docker/daemon.json
+        namespace = f"opslab-{os.getpid()}"
+        self.cmd = [
+            dockerd, "--config-file", str(config), "--data-root", str(data_root),
+            "--exec-root", str(self.workdir / "exec"), "--pidfile", str(self.workdir / "pid"),
+            "-H", self.base_url, "--containerd-namespace", namespace,
+            "--containerd-plugins-namespace", f"{namespace}-plugins",
+            "--iptables=false", "--ip-masq=false", "--log-level=warn",
+        ]  # fmt: skip
+
+    def start(self, *, timeout: float = 30.0) -> DockerdService:
+        self._nat: list[str] = []
+        super().start(timeout=timeout)
+        self._add_nat()
+        return self
+
+    def _add_nat(self) -> None:
+        """MASQUERADE what leaves the bridge's subnet for another interface (iptables)."""
+        iptables = find_binary("iptables")
+        transport = httpx.HTTPTransport(uds=str(self.socket))
+        with httpx.Client(transport=transport, timeout=10.0) as client:
+            bridge = client.get("http://d/networks/bridge").json()
+        subnet = bridge["IPAM"]["Config"][0]["Subnet"]
+        rule = ["POSTROUTING", "-s", subnet, "!", "-o", BRIDGE, "-j", "MASQUERADE",
+                "-m", "comment", "--comment", NAT_COMMENT]  # fmt: skip
+        if iptables is None:
+            log.warning("no iptables: containers of the private dockerd have no route out")
+            return
+        # A rule with our comment is ours (a killed kernel's dockerd left it): taken over.
+        present = subprocess.run([iptables, "-t", "nat", "-C", *rule], capture_output=True)
+        if present.returncode != 0:
+            subprocess.run([iptables, "-t", "nat", "-A", *rule], check=True, capture_output=True)
+        self._nat = [iptables, "-t", "nat", "-D", *rule]
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        try:
+            return super().terminate(sig, timeout)
+        finally:
+            if nat := getattr(self, "_nat", None):
+                subprocess.run(nat, capture_output=True, check=False)
+                self._nat = []
+            # dockerd leaves its bridge behind. No other dockerd runs (the machine's lock, and
+            # none was reachable), so it is ours, or a killed kernel's: removed.
+            ip = find_binary("ip")
+            if ip and self._popen is not None and Path("/sys/class/net", BRIDGE).exists():
+                subprocess.run([ip, "link", "delete", BRIDGE], capture_output=True)
+            self._lock.close()  # the next private dockerd may start
+
+
 _ENGINE: Engine | None = None
 
 
 def _describe(client: docker.DockerClient, via: str) -> str:
     components = client.version().get("Components") or [{}]
-    name = components[0].get("Name", "engine").replace(" Engine", "").lower()
+    name = "podman" if "podman" in str(components[0].get("Name", "")).lower() else "docker"
     return f"{name} {components[0].get('Version', '?')} via {via}"
 
 
-def engine() -> Engine:
-    """The engine for this kernel: a reachable Docker daemon, else a podman API service."""
+def wanted_engine() -> str | None:
+    """`OPSLAB_ENGINE` ("docker" or "podman"), None when unset (take what is there)."""
+    wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or None
+    if wanted not in (None, *ENGINES):
+        raise ProcessError(f"{ENGINE_ENV}={wanted!r}: use one of {', '.join(ENGINES)} or unset it")
+    return wanted
+
+
+def _start(service: ApiService, kind: str) -> Engine:
+    service.start(timeout=60)
+    client = docker.DockerClient(base_url=service.base_url, timeout=300)
+    return Engine(client, _describe(client, "Docker API"), service, kind)
+
+
+def engine(kind: str | None = None, *, wait: float = 0.0) -> Engine:
+    """The engine for this kernel: `kind`, else OPSLAB_ENGINE, else what is there.
+
+    "docker": a reachable Docker daemon (DOCKER_HOST or /var/run/docker.sock), else a
+    private dockerd started here (root only). "podman": podman's API service, started
+    here. Unset: a reachable Docker daemon, then podman, then a private dockerd. `wait`:
+    seconds to wait for another kernel's private dockerd to stop.
+    """
     global _ENGINE
-    if _ENGINE is not None and (_ENGINE.service is None or _ENGINE.service.running):
-        return _ENGINE
-    if _docker_daemon_reachable():
-        client = docker.from_env(timeout=300)
-        _ENGINE = Engine(client, _describe(client, "Docker API"))
-    elif podman := find_binary("podman"):
-        service = PodmanService(podman).start(timeout=30)
-        client = docker.DockerClient(base_url=service.base_url, timeout=300)
-        _ENGINE = Engine(client, _describe(client, "Docker API"), service)
-    else:
-        raise ProcessError("no container engine: no Docker daemon reachable and no podman")
-    client.ping()
-    remove_orphans(client)
+    kind = kind or wanted_engine()
+    current = _ENGINE
+    if current is not None and (current.service is None or current.service.running):
+        if kind in (None, current.kind):
+            return current
+        if current.service is not None:  # switching engines: stop the one we started
+            current.service.stop()
+    _ENGINE = _find_engine(kind, wait)
+    _ENGINE.client.ping()
+    remove_orphans(_ENGINE.client)
     return _ENGINE
+
+
+def _find_engine(kind: str | None, wait: float) -> Engine:
+    if kind != "podman" and _docker_daemon_reachable():
+        client = docker.from_env(timeout=300)
+        return Engine(client, _describe(client, "Docker API"), None, _engine_kind(client))
+    podman = find_binary("podman")
+    if kind in (None, "podman") and podman:
+        return _start(PodmanService(podman), "podman")
+    dockerd = find_binary("dockerd")
+    if kind in (None, "docker") and dockerd and os.geteuid() == 0:
+        return _start(DockerdService(dockerd, wait=wait), "docker")
+    wanted = {
+        "docker": "Docker Engine (no daemon reachable, and dockerd needs root here)",
+        "podman": "podman",
+    }.get(kind or "", "a container engine (Docker or podman)")
+    raise ProcessError(f"no container engine: {wanted} is not available")
+
+
+def _engine_kind(client: docker.DockerClient) -> str:
+    components = client.version().get("Components") or [{}]
+    return "podman" if "podman" in str(components[0].get("Name", "")).lower() else "docker"
 
 
 def _owner() -> str:

@@ -39,7 +39,10 @@ PUBLIC_BASE = "python:3.11-slim-bookworm"
 DOCKERFILE = build.APP_DIR / "ops" / "Dockerfile"
 DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-WHEEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "opslab" / "wheels"
+CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "opslab"
+WHEEL_CACHE = CACHE_DIR / "wheels"
+# The debootstrapped root file system as a tar: a second engine imports it in seconds.
+ROOTFS_CACHE = CACHE_DIR / "rootfs-bookworm.tar"
 
 
 # ----- base image -------------------------------------------------------------------------
@@ -60,9 +63,12 @@ def _image_or_none(client: docker.DockerClient, tag: str) -> Image | None:
         return None
 
 
-def _debootstrap_image(client: docker.DockerClient, tag: str) -> Image:
-    """Debian bookworm with Python 3.11, venv and CA certificates, imported as `tag`."""
-    with tempfile.TemporaryDirectory(prefix="opslab-rootfs-") as tmp:
+def _debootstrap_rootfs() -> Path:
+    """Debian bookworm with Python 3.11, venv and CA certificates, as a tar (made once)."""
+    if ROOTFS_CACHE.is_file():
+        return ROOTFS_CACHE
+    ROOTFS_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="opslab-rootfs-", dir=ROOTFS_CACHE.parent) as tmp:
         rootfs = Path(tmp) / "rootfs"
         packages = "--include=python3,python3-venv,ca-certificates"
         cmd = ["debootstrap", "--variant=minbase", packages, "bookworm", str(rootfs)]
@@ -74,8 +80,14 @@ def _debootstrap_image(client: docker.DockerClient, tag: str) -> Image:
                     path.unlink()
         tar = Path(tmp) / "rootfs.tar"
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tar), "."], check=True, timeout=300)
-        repo, _, version = tag.rpartition(":")
-        client.api.import_image(src=str(tar), repository=repo, tag=version)
+        tar.replace(ROOTFS_CACHE)  # atomic: a half-written tar is never taken for the cache
+    return ROOTFS_CACHE
+
+
+def _debootstrap_image(client: docker.DockerClient, tag: str) -> Image:
+    """The debootstrapped root file system imported as `tag`."""
+    repo, _, version = tag.rpartition(":")
+    client.api.import_image(src=str(_debootstrap_rootfs()), repository=repo, tag=version)
     if (image := _image_or_none(client, tag)) is None:  # podman's API tags the import :latest
         image = client.images.get(f"{repo}:latest")
         image.tag(repo, version)
@@ -93,7 +105,7 @@ def ensure_base_image(client: docker.DockerClient, tag: str = BASE_TAG) -> tuple
         if _image_or_none(client, candidate) is not None:
             return candidate, 0.0
     started = time.perf_counter()
-    if find_binary("debootstrap") and os.geteuid() == 0:
+    if ROOTFS_CACHE.is_file() or (find_binary("debootstrap") and os.geteuid() == 0):
         _debootstrap_image(client, tag)
         return tag, time.perf_counter() - started
     client.images.pull(PUBLIC_BASE)  # a learner with Docker and a registry

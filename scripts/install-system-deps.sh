@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system tools the course drives for real: nginx (+ Brotli), Prometheus,
-# podman (a Docker-API engine without a daemon), runc, debootstrap, tini, bubblewrap (the
-# grading sandbox), wrk (a load generator that never retries) and Chromium (the browser
-# test of the published book).
+# the two container engines (podman, a Docker-API engine without a daemon, and Docker
+# Engine, docker.io, whose dockerd the course starts privately), runc, debootstrap, tini,
+# bubblewrap (the grading sandbox), wrk (a load generator that never retries) and Chromium
+# (the browser test of the published book).
 # Root or sudo: installs with apt. Otherwise: prints what to install and exits 0,
 # so a learner without root can still run everything that does not need these tools.
 set -euo pipefail
@@ -10,7 +11,8 @@ set -euo pipefail
 APT_PACKAGES=(
   nginx libnginx-mod-http-brotli-filter
   prometheus
-  podman runc debootstrap tini
+  podman runc debootstrap tini catatonit
+  docker.io
   bubblewrap util-linux
   chromium
   wrk
@@ -43,6 +45,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   # --no-install-recommends keeps the install small; the packages above are all we use.
+  # No service starts during the install (policy-rc.d answers 101, "action forbidden"):
+  # nginx and dockerd would otherwise start system-wide on port 80 and /var/run/docker.sock,
+  # and dockerd would rewrite the host's firewall. The course starts its own, privately.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   echo "opslab: installed ${missing[*]}"
 else

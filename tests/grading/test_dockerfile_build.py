@@ -1,34 +1,41 @@
-"""Review question 1b built and run for real: podman, the question's context, offline."""
+"""Review question 1b built and run for real, on podman and on Docker Engine, offline."""
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import re
-import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from opslab import grading
-from opslab.caps import MissingCapability, strict_mode
+from opslab import containers, grading
+from opslab.caps import MissingCapability
 from opslab.grading import dockerfile_build
-from opslab.grading.dockerfile_build import PYTHON_LIKE, build_and_run, offline_dockerfile
+from opslab.grading.dockerfile_build import build_and_run, offline_dockerfile
+from opslab.images import dependency_wheels
+from tests.conftest import ENGINE_KINDS, require_engine
 
-pytestmark = [
-    pytest.mark.slow,
-    # Strict (CI): no skip, a missing podman fails the tests.
-    pytest.mark.skipif(
-        dockerfile_build.podman() is None and not strict_mode(), reason="needs podman"
-    ),
-]
+pytestmark = [pytest.mark.slow]
 ENTRYPOINT = (
     'ENTRYPOINT ["/venv/bin/uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8080"]'
 )
 
 
+@pytest.fixture(scope="module", params=ENGINE_KINDS, autouse=True)
+def engine_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test of the module on each engine (OPSLAB_ENGINE); a dockerd started is stopped."""
+    require_engine(request.param)  # strict (CI): a missing engine fails, never skips
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OPSLAB_ENGINE", request.param)
+        yield request.param
+    found = containers._ENGINE
+    if found is not None and found.kind == request.param and found.service is not None:
+        found.service.stop()
+
+
 @pytest.fixture(scope="module")
-def model_run(master: dict[str, Any]) -> dockerfile_build.RunReport:
+def model_run(engine_kind: str, master: dict[str, Any]) -> dockerfile_build.RunReport:
     """One build and run of the model answer, shared: later builds reuse its layers."""
     return build_and_run(master["dockerfile"])
 
@@ -138,7 +145,7 @@ def test_check_dockerfile_runs_unanswered() -> None:
 def test_check_dockerfile_runs_without_engine_passes_with_a_note(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(dockerfile_build, "podman", lambda: None)
+    monkeypatch.setattr(dockerfile_build, "engine_available", lambda: False)
     monkeypatch.delenv("OPSLAB_STRICT", raising=False)
     assert grading.check_dockerfile_runs("FROM python:3.11\n") is None
     out, err = capsys.readouterr()
@@ -149,17 +156,31 @@ def test_check_dockerfile_runs_without_engine_passes_with_a_note(
         grading.check_dockerfile_runs("FROM python:3.11\n")
 
 
-def test_no_leftover_containers_or_images(model_run: dockerfile_build.RunReport) -> None:
-    cli = dockerfile_build.podman()
+def test_no_leftover_containers_or_images(
+    model_run: dockerfile_build.RunReport, engine_kind: str
+) -> None:
+    cli = dockerfile_build.engine_cli()
     assert cli is not None
-    label = f"label={dockerfile_build.GRADING_LABEL}"
-    ps = subprocess.run([cli, "ps", "-a", "--filter", label, "--format", "json"],
-                        capture_output=True, text=True, check=True)  # fmt: skip
-    assert json.loads(ps.stdout or "[]") == []
-    images = subprocess.run([cli, "images", "--filter", label, "--format", "json"],
-                            capture_output=True, text=True, check=True)  # fmt: skip
-    assert [i["Names"] for i in json.loads(images.stdout or "[]") if i.get("Names")] == []
-    assert subprocess.run([cli, "image", "exists", PYTHON_LIKE], check=False).returncode == 0
+    assert cli.kind == engine_kind
+    assert list(dockerfile_build._labelled(cli, "container")) == []
+    assert list(dockerfile_build._labelled(cli, "image")) == []
+    assert cli.image_exists(dockerfile_build.python_like_tag(dependency_wheels()))
+
+
+def test_remove_orphans_removes_a_dead_graders_container(
+    model_run: dockerfile_build.RunReport, engine_kind: str
+) -> None:
+    """A grading killed mid-run leaves its container: the next grading removes it."""
+    cli = dockerfile_build.engine_cli()
+    assert cli is not None
+    tag = dockerfile_build.python_like_tag(dependency_wheels())
+    name = f"opslab-q1b-orphan-{engine_kind}"
+    labels = ["--label", f"{containers.OWNER_LABEL}=999999999:1",
+              "--label", dockerfile_build.GRADING_LABEL]  # fmt: skip
+    created = cli("create", "--name", name, *labels, tag, "true")
+    assert created.returncode == 0, created.stderr
+    assert name in dockerfile_build.remove_orphans(cli)
+    assert cli("inspect", name).returncode != 0
 
 
 HEALTHCHECK = re.compile(r"^HEALTHCHECK .*?\n(?=ENTRYPOINT)", re.S | re.M)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import docker.errors
@@ -17,16 +16,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
-def engine(require_tool: Callable[[str], None]) -> Iterator[containers.Engine]:
-    """The engine for the module; a podman service started here is stopped afterwards."""
-    require_tool("container-engine")
-    found = containers.engine()
-    yield found
-    if found.service is not None:
-        found.service.stop()
-
-
-@pytest.fixture(scope="module")
 def base_image(engine: containers.Engine) -> str:
     """The base image (built once per machine: about 45 s the first time)."""
     tag, _ = containers.ensure_base_image(engine.client)
@@ -35,8 +24,9 @@ def base_image(engine: containers.Engine) -> str:
 
 def test_engine_discovery_returns_a_working_client(engine: containers.Engine) -> None:
     assert engine.client.ping() is True
+    assert engine.description.startswith(f"{engine.kind} ")
     assert engine.description.endswith("via Docker API")
-    assert containers.engine() is engine  # one engine per kernel
+    assert containers.engine(engine.kind) is engine  # one engine per kernel
 
 
 def test_ensure_base_image_second_call_does_not_rebuild(
@@ -106,3 +96,21 @@ def test_lint_dockerfile_reports_rules(tmp_path: Path) -> None:
     dockerfile.write_text("FROM debian:bookworm\nUSER root\nCMD echo hi\n")
     rules = {row["rule"] for row in containers.lint_dockerfile(dockerfile)}
     assert {"DL3002", "DL3025"} <= rules
+
+
+def test_engine_differences_measured_on_a_tiny_image(
+    engine: containers.Engine, base_image: str
+) -> None:
+    """Section 11 of notebook 02: what differs between the engines, as measured here."""
+    from opslab import engine_diff
+
+    row = engine_diff.measure(engine, base_image, grace=1)
+    assert row["HEALTHCHECK kept: API build"] is True
+    assert row["HEALTHCHECK kept: CLI build"] is (engine.kind == "docker")
+    assert (
+        row["published port held by"] == {"docker": "docker-proxy", "podman": "conmon"}[engine.kind]
+    )
+    assert (row["PID 1 (shell form)"], row["exit code (shell form)"]) == ("sh", 137)
+    assert row["stop seconds (shell form)"] >= 1
+    assert row["PID 1 (with --init)"] == f"{engine.kind}-init"
+    assert row["exit code (with --init)"] == 143

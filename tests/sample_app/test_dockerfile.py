@@ -9,23 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from opslab import containers
-from opslab.caps import check, strict_mode
+from opslab.caps import strict_mode
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 BUILD_ARGS = {"VERSION": "7.7.7-test", "COMMIT": "feedbeef", "BUILD_TIME": "2025-01-01T00:00:00Z"}
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[containers.Engine]:
-    capability = check("container-engine")
-    if not capability.available:
-        if strict_mode():
-            pytest.fail(f"no container engine and OPSLAB_STRICT is set:\n{capability.install_hint}")
-        pytest.skip("no container engine")
-    found = containers.engine()
-    yield found
-    if found.service is not None:
-        found.service.stop()
 
 
 @pytest.fixture(scope="module")
