@@ -34,7 +34,7 @@ import httpx
 from docker.models.containers import Container
 
 from opslab import pidfiles
-from opslab.caps import _docker_daemon_reachable, find_binary
+from opslab.caps import ENGINE_ENV, ENGINES, engine_route, find_binary, wanted_engine  # noqa: F401
 
 # Image building lives in opslab.images; re-exported so notebooks use one module.
 from opslab.images import (  # noqa: F401
@@ -62,8 +62,6 @@ OWNER_LABEL = "opslab.owner"  # "pid:start_time" of the kernel that started the 
 _STARTED: list[Container] = []
 
 
-ENGINE_ENV = "OPSLAB_ENGINE"
-ENGINES = ("docker", "podman")
 DOCKERD_ROOT = CACHE_DIR / "dockerd"  # the private dockerd's images: kept across runs
 BRIDGE = "docker0"  # the private dockerd's bridge: made at its start, removed at its stop
 NAT_COMMENT = "opslab private dockerd"
@@ -161,7 +159,6 @@ class DockerdService(ApiService):
     """
 
     kind = "docker"
-    stop_signal = signal.SIGTERM  # dockerd stops its containers (their grace) and containerd
 
     def __init__(
         self, dockerd: str, data_root: Path = DOCKERD_ROOT, *, wait: float = 0.0,
@@ -170,6 +167,7 @@ class DockerdService(ApiService):
         super().__init__(dockerd, name)
         data_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = _take_lock(DOCKERD_LOCK, wait)
+        self._nat: list[str] = []  # the iptables command that removes our NAT rule
         config = self.workdir / "daemon.json"
         config.write_text("{}\n")  # never the machine's /etc/docker/daemon.json
         namespace = f"opslab-{os.getpid()}"
@@ -182,7 +180,6 @@ class DockerdService(ApiService):
         ]  # fmt: skip
 
     def start(self, *, timeout: float = 30.0) -> DockerdService:
-        self._nat: list[str] = []
         super().start(timeout=timeout)
         self._add_nat()
         return self
@@ -190,15 +187,15 @@ class DockerdService(ApiService):
     def _add_nat(self) -> None:
         """MASQUERADE what leaves the bridge's subnet for another interface (iptables)."""
         iptables = find_binary("iptables")
+        if iptables is None:
+            log.warning("no iptables: containers of the private dockerd have no route out")
+            return
         transport = httpx.HTTPTransport(uds=str(self.socket))
         with httpx.Client(transport=transport, timeout=10.0) as client:
             bridge = client.get("http://d/networks/bridge").json()
         subnet = bridge["IPAM"]["Config"][0]["Subnet"]
         rule = ["POSTROUTING", "-s", subnet, "!", "-o", BRIDGE, "-j", "MASQUERADE",
                 "-m", "comment", "--comment", NAT_COMMENT]  # fmt: skip
-        if iptables is None:
-            log.warning("no iptables: containers of the private dockerd have no route out")
-            return
         # A rule with our comment is ours (a killed kernel's dockerd left it): taken over.
         present = subprocess.run([iptables, "-t", "nat", "-C", *rule], capture_output=True)
         if present.returncode != 0:
@@ -209,8 +206,8 @@ class DockerdService(ApiService):
         try:
             return super().terminate(sig, timeout)
         finally:
-            if nat := getattr(self, "_nat", None):
-                subprocess.run(nat, capture_output=True, check=False)
+            if self._nat:
+                subprocess.run(self._nat, capture_output=True, check=False)
                 self._nat = []
             # dockerd leaves its bridge behind. No other dockerd runs (the machine's lock, and
             # none was reachable), so it is ours, or a killed kernel's: removed.
@@ -225,16 +222,7 @@ _ENGINE: Engine | None = None
 
 def _describe(client: docker.DockerClient, via: str) -> str:
     components = client.version().get("Components") or [{}]
-    name = "podman" if "podman" in str(components[0].get("Name", "")).lower() else "docker"
-    return f"{name} {components[0].get('Version', '?')} via {via}"
-
-
-def wanted_engine() -> str | None:
-    """`OPSLAB_ENGINE` ("docker" or "podman"), None when unset (take what is there)."""
-    wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or None
-    if wanted not in (None, *ENGINES):
-        raise ProcessError(f"{ENGINE_ENV}={wanted!r}: use one of {', '.join(ENGINES)} or unset it")
-    return wanted
+    return f"{_engine_kind(client)} {components[0].get('Version', '?')} via {via}"
 
 
 def _start(service: ApiService, kind: str) -> Engine:
@@ -266,15 +254,14 @@ def engine(kind: str | None = None, *, wait: float = 0.0) -> Engine:
 
 
 def _find_engine(kind: str | None, wait: float) -> Engine:
-    if kind != "podman" and _docker_daemon_reachable():
+    route = engine_route(kind)
+    if route == "daemon":
         client = docker.from_env(timeout=300)
         return Engine(client, _describe(client, "Docker API"), None, _engine_kind(client))
-    podman = find_binary("podman")
-    if kind in (None, "podman") and podman:
-        return _start(PodmanService(podman), "podman")
-    dockerd = find_binary("dockerd")
-    if kind in (None, "docker") and dockerd and os.geteuid() == 0:
-        return _start(DockerdService(dockerd, wait=wait), "docker")
+    if route == "podman":
+        return _start(PodmanService(find_binary("podman") or "podman"), "podman")
+    if route == "dockerd":
+        return _start(DockerdService(find_binary("dockerd") or "dockerd", wait=wait), "docker")
     wanted = {
         "docker": "Docker Engine (no daemon reachable, and dockerd needs root here)",
         "podman": "podman",
@@ -285,6 +272,22 @@ def _find_engine(kind: str | None, wait: float) -> Engine:
 def _engine_kind(client: docker.DockerClient) -> str:
     components = client.version().get("Components") or [{}]
     return "podman" if "podman" in str(components[0].get("Name", "")).lower() else "docker"
+
+
+def cli_argv(kind: str, service: ManagedProcess | None = None) -> list[str] | None:
+    """The engine's own command line (`podman`, or `docker` pointed at `service`'s socket)."""
+    binary = find_binary("podman" if kind == "podman" else "docker")
+    if binary is None:
+        return None
+    if kind == "docker" and isinstance(service, ApiService):
+        return [binary, "--host", service.base_url]
+    return [binary]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment for those commands: Docker's CLI defaults to BuildKit, which needs
+    buildx (absent here); the classic builder keeps HEALTHCHECK, as podman's API build does."""
+    return {**os.environ, "DOCKER_BUILDKIT": "0"}
 
 
 def _owner() -> str:

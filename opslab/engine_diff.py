@@ -18,15 +18,13 @@ Three differences a learner meets, each measured, not described:
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
-from opslab.containers import OWNER_LABEL, Engine, _owner, run_container
+from opslab.caps import find_binary
+from opslab.containers import OWNER_LABEL, Engine, _owner, cli_argv, cli_env, run_container
 from opslab.images import build_image
 from opslab.procs import ProcessError
 
@@ -39,26 +37,13 @@ CMD python3 -m http.server 8080
 """
 
 
-def _cli(engine: Engine) -> list[str] | None:
-    """The engine's own command line, pointed at the same daemon as `engine.client`."""
-    if engine.kind == "podman":
-        podman = shutil.which("podman")
-        return [podman] if podman else None
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
-    service = engine.service
-    return [docker, "--host", service.base_url] if service is not None else [docker]
-
-
 def _cli_healthcheck(engine: Engine, context: Path, tag: str) -> bool | None:
     """Whether a plain command-line build (no extra flags) keeps the HEALTHCHECK."""
-    cli = _cli(engine)
+    cli = cli_argv(engine.kind, engine.service)
     if cli is None:
         return None
-    env = {"DOCKER_BUILDKIT": "0", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"}
     done = subprocess.run([*cli, "build", "-t", tag, str(context)], capture_output=True,
-                          text=True, timeout=300, env=env)  # fmt: skip
+                          text=True, timeout=300, env=cli_env())  # fmt: skip
     if done.returncode != 0:
         raise ProcessError(f"{' '.join(cli)} build failed:\n{done.stdout}{done.stderr}")
     kept = _has_healthcheck(engine, tag)
@@ -77,7 +62,7 @@ def _has_healthcheck(engine: Engine, tag: str) -> bool:
 
 def _port_holder(port: int) -> str:
     """The name of the host process listening on 127.0.0.1:port (`ss -ltnp`)."""
-    ss = shutil.which("ss")
+    ss = find_binary("ss")
     if ss is None:
         return "?"
     out = subprocess.run([ss, "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
@@ -95,9 +80,7 @@ def measure(engine: Engine, base: str, *, grace: int = 2) -> dict[str, object]:
     for init in (False, True):
         name = f"opslab-engines-{engine.kind}-{'init' if init else 'plain'}"
         running = run_container(engine.client, image.tag, name=name, ready_path="/", init=init)
-        try:
-            with httpx.Client(trust_env=False, timeout=5) as http:
-                assert http.get(running.url).status_code == 200
+        try:  # run_container returned once GET / answered 200
             if not init:
                 row["published port held by"] = _port_holder(running.port)
             _, cmdline = running.exec("cat", "/proc/1/cmdline")

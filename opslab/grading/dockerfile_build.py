@@ -50,7 +50,7 @@ from typing import Any
 
 import httpx
 
-from opslab.caps import MissingCapability, find_binary, install_hint, strict_mode
+from opslab.caps import MissingCapability, install_hint, strict_mode
 from opslab.grading.common import CheckFailed, friendly, require_answer
 from opslab.grading.dockerfile import parse_dockerfile
 from opslab.sandbox.remote import host_network
@@ -81,14 +81,11 @@ SKIPPED = (
 ENGINE_WAIT = 600.0  # a private dockerd serves one grading at a time: wait for the other
 
 
-def _cli_env() -> dict[str, str]:
-    """Docker's CLI builds with BuildKit by default, which needs buildx (absent here)."""
-    return {**os.environ, "DOCKER_BUILDKIT": "0"}
-
-
 def _run(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    from opslab.containers import cli_env
+
     return subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, check=False, env=_cli_env()
+        args, capture_output=True, text=True, timeout=timeout, check=False, env=cli_env()
     )
 
 
@@ -102,10 +99,6 @@ class Cli:
 
     def __call__(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return _run(*self.argv, *args, timeout=timeout)
-
-    @property
-    def name(self) -> str:
-        return "podman" if self.kind == "podman" else "docker"
 
     def image_exists(self, ref: str) -> bool:
         if self.kind == "podman":
@@ -130,33 +123,25 @@ class Cli:
 
 
 def engine_cli(wait: float = ENGINE_WAIT) -> Cli | None:
-    """The CLI for the engine OPSLAB_ENGINE names (or the first found); None when none is."""
-    from opslab.caps import _docker_daemon_reachable
-    from opslab.containers import engine, wanted_engine
+    """The CLI of the engine `engine_route()` picks (OPSLAB_ENGINE, else the first found)."""
+    from opslab.caps import engine_route
+    from opslab.containers import cli_argv, engine
 
-    kind = wanted_engine()
-    podman_cli, docker_cli = find_binary("podman"), find_binary("docker")
-    if kind != "podman" and docker_cli and _docker_daemon_reachable():
-        return Cli("docker", [docker_cli])
-    if kind in (None, "podman") and podman_cli:
-        return Cli("podman", [podman_cli])
-    if kind in (None, "docker") and docker_cli and find_binary("dockerd") and os.geteuid() == 0:
+    route = engine_route()
+    if route == "dockerd":  # started here (or waited for, while another grading has it)
         found = engine("docker", wait=wait)
-        assert found.service is not None
-        return Cli("docker", [docker_cli, "--host", found.service.base_url], found)
-    return None
+        argv = cli_argv("docker", found.service)
+        return Cli("docker", argv, found) if argv else None
+    kind = {"daemon": "docker", "podman": "podman"}.get(route or "")
+    argv = cli_argv(kind) if kind else None
+    return Cli(kind, argv) if kind and argv else None
 
 
 def engine_available() -> bool:
     """Whether `engine_cli()` would find an engine (without starting one)."""
-    from opslab.caps import _docker_daemon_reachable
-    from opslab.containers import wanted_engine
+    from opslab.caps import engine_route
 
-    kind, docker_cli = wanted_engine(), find_binary("docker")
-    docker_ok = bool(docker_cli) and (
-        _docker_daemon_reachable() or (bool(find_binary("dockerd")) and os.geteuid() == 0)
-    )
-    return (kind != "docker" and bool(find_binary("podman"))) or (kind != "podman" and docker_ok)
+    return engine_route() is not None
 
 
 # ----- the offline Python base --------------------------------------------------------------
@@ -294,11 +279,13 @@ def _tail(text: str, lines: int = LOG_LINES) -> str:
 
 def build(cli: Cli, context: Path, tag: str, buildargs: dict[str, str]) -> float:
     """Build the image offline (the python-like base has the wheels); seconds it took."""
+    from opslab.containers import cli_env
+
     cmd = cli.build_argv(context, tag, buildargs)
     started = time.perf_counter()
     process = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        env=_cli_env(),
+        env=cli_env(),
     )  # fmt: skip
     try:
         log, _ = process.communicate(timeout=BUILD_SECONDS)
@@ -438,7 +425,7 @@ def run_and_stop(cli: Cli, tag: str, report: RunReport) -> list[str]:
         )
     if report.stop_seconds > STOP_FAST or report.exit_code == 137:
         problems.append(
-            f"`{cli.name} stop` took {report.stop_seconds:.1f} s and the exit code was "
+            f"`{cli.kind} stop` took {report.stop_seconds:.1f} s and the exit code was "
             f"{report.exit_code} (137 = SIGKILLed after the {STOP_GRACE} s grace period): PID 1 "
             f"is `{report.pid1}`, which did not end on SIGTERM. Start the app in exec form, "
             '`CMD ["uvicorn", ...]`, so that uvicorn itself is PID 1'

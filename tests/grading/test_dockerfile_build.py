@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -10,9 +9,8 @@ from typing import Any
 import pytest
 
 from opslab import containers, grading
-from opslab.caps import MissingCapability
 from opslab.grading import dockerfile_build
-from opslab.grading.dockerfile_build import build_and_run, offline_dockerfile
+from opslab.grading.dockerfile_build import build_and_run
 from opslab.images import dependency_wheels
 from tests.conftest import ENGINE_KINDS, require_engine
 
@@ -43,30 +41,6 @@ def model_run(engine_kind: str, master: dict[str, Any]) -> dockerfile_build.RunR
 def _variant(master: dict[str, Any], new: str) -> str:
     assert ENTRYPOINT in master["dockerfile"]
     return master["dockerfile"].replace(ENTRYPOINT, new)
-
-
-def test_context_requirements_pinned_to_installed_versions() -> None:
-    lines = (dockerfile_build.CONTEXT / "requirements.txt").read_text().splitlines()
-    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
-    assert pins == {name: importlib.metadata.version(name) for name in pins}
-    assert set(pins) == {"uvicorn", "click", "h11"}
-
-
-def test_offline_dockerfile_resolves_python_bases_args_and_stages() -> None:
-    text = (
-        "ARG BASE_IMAGE=python:3.11-slim\nFROM ${BASE_IMAGE} AS builder\nRUN true\n"
-        "FROM --platform=linux/amd64 docker.io/library/python:3.11 AS second\n"
-        "FROM builder\nFROM python\n"
-    )
-    dockerfile, buildargs = offline_dockerfile(text, "local/py:1")
-    froms = [line for line in dockerfile.splitlines() if line.startswith("FROM")]
-    assert froms == [
-        "FROM local/py:1 AS builder",
-        "FROM --platform=linux/amd64 local/py:1 AS second",
-        "FROM builder",
-        "FROM local/py:1",
-    ]
-    assert buildargs == {"BASE_IMAGE": "local/py:1"}
 
 
 @pytest.mark.timeout(600)
@@ -140,20 +114,6 @@ def test_check_dockerfile_runs_single_stage_is_not_built(exercise: dict[str, Any
 
 def test_check_dockerfile_runs_unanswered() -> None:
     assert "Not answered yet" in repr(grading.check_dockerfile_runs(...))
-
-
-def test_check_dockerfile_runs_without_engine_passes_with_a_note(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(dockerfile_build, "engine_available", lambda: False)
-    monkeypatch.delenv("OPSLAB_STRICT", raising=False)
-    assert grading.check_dockerfile_runs("FROM python:3.11\n") is None
-    out, err = capsys.readouterr()
-    assert out == ""  # otter's doctest compares stdout: the note must not fail the test
-    assert "skipped: no container engine" in err
-    monkeypatch.setenv("OPSLAB_STRICT", "1")
-    with pytest.raises(MissingCapability):
-        grading.check_dockerfile_runs("FROM python:3.11\n")
 
 
 def test_no_leftover_containers_or_images(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from opslab import caps
 from opslab.caps import (
     CHECKS,
     MissingCapability,
@@ -158,3 +159,39 @@ def test_needs_is_silent_when_the_tool_is_present(
 def test_needs_refuses_an_empty_shows_text() -> None:
     with pytest.raises(ValueError, match="shows"):
         needs(True, shows=" ")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "daemon", "podman", "dockerd", "root", "route"),
+    [
+        ("", True, True, True, True, "daemon"),  # the learner's own Docker first
+        ("", False, True, True, True, "podman"),
+        ("", False, False, True, True, "dockerd"),
+        ("", False, False, True, False, None),  # dockerd needs root
+        ("podman", True, True, True, True, "podman"),  # the choice beats a running daemon
+        ("podman", True, False, True, True, None),
+        ("docker", False, True, True, True, "dockerd"),
+        ("docker", True, True, True, True, "daemon"),
+        ("docker", False, True, False, True, None),
+    ],
+)  # fmt: skip
+def test_engine_route_is_the_one_order_every_caller_follows(
+    monkeypatch: pytest.MonkeyPatch, wanted: str, daemon: bool, podman: bool, dockerd: bool,
+    root: bool, route: str | None,
+) -> None:  # fmt: skip
+    present = {"docker": True, "podman": podman, "dockerd": dockerd}
+    monkeypatch.setenv("OPSLAB_ENGINE", wanted)
+    monkeypatch.setattr(caps, "find_binary", lambda name: f"/bin/{name}" if present[name] else None)
+    monkeypatch.setattr(caps, "_docker_daemon_reachable", lambda: daemon)
+    monkeypatch.setattr(caps.os, "geteuid", lambda: 0 if root else 1000)
+    assert caps.engine_route() == route
+    from opslab.grading import dockerfile_build
+
+    assert dockerfile_build.engine_available() is (route is not None)
+    assert caps.check("container-engine").available is (route is not None)
+
+
+def test_engine_env_with_a_typo_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSLAB_ENGINE", "dokcer")
+    with pytest.raises(ValueError, match="use one of docker, podman"):
+        caps.engine_route()
