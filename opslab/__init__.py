@@ -26,7 +26,7 @@ from opslab.caps import (
 from opslab.load import LoadRunner, check_loopback, run_load
 from opslab.loadresult import LoadResult, RequestRecord
 from opslab.nginx import Nginx, NginxConfigError, brotli_module_path, nginx_version, render
-from opslab.pidfiles import reap_orphans, state_dir
+from opslab.pidfiles import private_dir, reap_orphans, state_dir
 from opslab.procs import ManagedProcess, ProcessError, free_port
 from opslab.prometheus import Prometheus, PrometheusError
 from opslab.registry import running_processes, stop_all
@@ -54,6 +54,7 @@ __all__ = [
     "free_port",
     "needs",
     "nginx_version",
+    "private_dir",
     "reap_orphans",
     "render",
     "report",

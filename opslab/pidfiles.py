@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "OPSLAB_PROC_TOKEN"
 WORKDIR_PREFIX = "opslab-"
+OWNER_FILE = ".owner"  # in a workdir: "PID START_TIME" of the process that made it
 PROC = Path("/proc")
 
 
@@ -54,6 +55,17 @@ def state_dir() -> Path:
     # /tmp is shared: refuse a directory someone else created for us to write into.
     if path.stat().st_uid != os.getuid():
         raise PermissionError(f"{path} is not owned by this user; set OPSLAB_STATE_DIR")
+    return path
+
+
+def private_dir(name: str) -> Path:
+    """A folder of this user's, under the private state directory, that keeps its name from
+    one kernel to the next (so a re-run finds what a killed kernel left). Never a fixed path
+    in /tmp: anyone can create that first, and read or swap what is written into it."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"not a plain folder name: {name!r}")
+    path = state_dir() / "work" / name
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
 
@@ -164,12 +176,37 @@ def _remove_workdir(workdir: str) -> None:
     """Delete a dead owner's temp dir, but only one that is clearly a toolkit temp dir."""
     path = Path(workdir)
     in_tmp = path.parent == Path(tempfile.gettempdir()) and path.name.startswith(WORKDIR_PREFIX)
-    if workdir and in_tmp and path.is_dir() and path.stat().st_uid == os.getuid():
+    ours = not path.is_symlink() and path.is_dir() and path.lstat().st_uid == os.getuid()
+    if workdir and in_tmp and ours:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def mark_owner(workdir: Path) -> None:
+    """Note in a toolkit temp dir which process made it: a later kernel can then remove it
+    when that process died without running its `atexit` handlers (SIGKILL, OOM)."""
+    me = os.getpid()
+    (workdir / OWNER_FILE).write_text(f"{me} {start_time(me)}\n")
+
+
+def remove_orphan_workdirs() -> list[Path]:
+    """Delete this user's toolkit temp dirs whose maker is gone; returns what was removed."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*/{OWNER_FILE}"):
+        try:
+            pid, started = path.read_text().split()
+            owner = int(pid), None if started == "None" else int(started)
+        except (OSError, ValueError):
+            continue  # half-written, or not ours to judge
+        if not is_alive(*owner):
+            _remove_workdir(str(path.parent))
+            removed.append(path.parent)
+    return removed
+
+
 def reap_orphans() -> list[ProcRecord]:
-    """Stop the process groups left behind by dead owners; returns what was stopped."""
+    """Stop the process groups left behind by dead owners (and remove their temp dirs);
+    returns what was stopped."""
+    remove_orphan_workdirs()
     reaped = []
     for path, record in read_pidfiles():
         if is_alive(record.owner_pid, record.owner_start_time):

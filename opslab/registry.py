@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from opslab import pidfiles
+
 if TYPE_CHECKING:
     from opslab.procs import ManagedProcess
 
@@ -54,7 +56,9 @@ def stop_all(timeout: float = 10.0) -> None:
 
 
 def track_temp_dir(path: Path) -> None:
-    """Remove `path` at interpreter exit (logs stay readable after a stop until then)."""
+    """Remove `path` at interpreter exit (logs stay readable after a stop until then); if
+    this process is killed first, the next `reap_orphans()` removes it (`pidfiles.mark_owner`)."""
+    pidfiles.mark_owner(path)
     with _LOCK:
         _TEMP_DIRS.append(path)
 

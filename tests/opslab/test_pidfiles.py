@@ -19,6 +19,7 @@ from opslab.pidfiles import (
     TOKEN_ENV,
     ProcRecord,
     pid_running,
+    private_dir,
     read_pidfiles,
     reap_orphans,
     start_time,
@@ -128,3 +129,64 @@ def test_managed_process_writes_pidfile_and_stop_removes_it(private_state_dir: P
     assert read_pidfiles() == []
     assert proc.pid is not None
     assert not pid_running(proc.pid)
+
+
+KILLED_AFTER_STOP = """
+import os, signal
+from opslab.procs import ManagedProcess
+proc = ManagedProcess(["sleep", "300"], name="stopped-then-killed").start()
+proc.stop()  # its pidfile goes now; its folder only at exit, which never comes:
+print(proc.workdir, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_reap_orphans_removes_folder_of_owner_killed_after_stop() -> None:
+    owner = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_STOP], capture_output=True, text=True, timeout=60
+    )
+    assert owner.returncode == -signal.SIGKILL, owner.stderr
+    workdir = Path(owner.stdout.strip())
+    assert workdir.is_dir()  # no pidfile points at it any more
+
+    reap_orphans()
+
+    assert not workdir.exists()
+
+
+def test_reap_orphans_keeps_folder_of_live_owner() -> None:
+    proc = ManagedProcess(["sleep", "300"], name="live-owner")
+    try:
+        reap_orphans()
+        assert proc.workdir.is_dir()
+    finally:
+        proc.stop()
+
+
+def test_reap_orphans_ignores_owner_file_in_a_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.mkdir()
+    (target / ".owner").write_text("999999999 None\n")  # no such process
+    link = Path(tempfile.gettempdir()) / f"opslab-link-{uuid.uuid4().hex}"
+    link.symlink_to(target)
+    try:
+        reap_orphans()
+        assert (target / ".owner").exists()
+    finally:
+        link.unlink()
+
+
+def test_private_dir_is_the_users_own_and_stable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPSLAB_STATE_DIR", str(tmp_path / "state"))
+    first = private_dir("07-blue-green")
+    assert first == private_dir("07-blue-green")
+    assert first.stat().st_mode & 0o077 == 0
+    assert first.is_relative_to(tmp_path / "state")
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a/b", ".hidden"])
+def test_private_dir_refuses_a_path(name: str) -> None:
+    with pytest.raises(ValueError, match="plain folder name"):
+        private_dir(name)
