@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from opslab.app import start_app
+from opslab.bench_profile import TARGETS, Profile, profile_route, profile_section
 from opslab.nginx import Nginx, nginx_version
 from opslab.procs import ManagedProcess, free_port
 from opslab.wrk import WrkResult, start_wrk, wrk_result
@@ -132,9 +133,12 @@ def _nginx(name: str, upstream: str, *, keepalive: bool) -> tuple[ManagedProcess
     return nginx, nginx.url
 
 
-def start_servers(names: set[str], stack: contextlib.ExitStack) -> dict[str, str]:
+def start_servers(
+    names: set[str], stack: contextlib.ExitStack, procs: dict[str, ManagedProcess] | None = None
+) -> dict[str, str]:
     """Start the servers the rows need (stopped when `stack` closes); their base URLs."""
     urls: dict[str, str] = {}
+    procs = {} if procs is None else procs
     starters: dict[str, Callable[[], tuple[ManagedProcess, str]]] = {
         "hello": lambda: _hello("bench-hello"),
         "app": lambda: _app("bench-app"),
@@ -148,6 +152,7 @@ def start_servers(names: set[str], stack: contextlib.ExitStack) -> dict[str, str
     for name in starters:  # in this order: nginx needs the app's URL
         if name in names:
             proc, urls[name] = starters[name]()
+            procs[name] = proc
             stack.callback(proc.stop)
     return urls
 
@@ -159,12 +164,20 @@ def _warm(url: str) -> None:
 
 
 def measure(
-    rows: Sequence[Row], *, seconds: int, threads: int, connections: int, rounds: int
-) -> list[Measured]:
-    """Start the servers, then run wrk on each row `rounds` times, rotating the order."""
+    rows: Sequence[Row],
+    *,
+    seconds: int,
+    threads: int,
+    connections: int,
+    rounds: int,
+    profile: bool = True,
+) -> tuple[list[Measured], list[Profile]]:
+    """Start the servers, run wrk on each row `rounds` times, rotating the order, then
+    (`profile`) record with py-spy each route that misses its target."""
     measured = [Measured(row, seconds=seconds) for row in rows]
+    procs: dict[str, ManagedProcess] = {}
     with contextlib.ExitStack() as stack:
-        urls = start_servers({row.server for row in rows}, stack)
+        urls = start_servers({row.server for row in rows}, stack, procs)
         for m in measured:
             _warm(urls[m.row.server] + m.row.path)
         for n in range(rounds):
@@ -175,7 +188,31 @@ def measure(
                 proc = start_wrk(url, seconds=seconds, get_path=path, **wrk)
                 m.results.append(wrk_result(proc, timeout=seconds + 30))
                 log.info("%s: %.0f req/s", m.row.key, m.results[-1].requests / seconds)
-    return measured
+        profiles = []
+        for m in missed_targets(measured) if profile else []:
+            pid = procs[m.row.server].pid
+            assert pid is not None
+            profiles.append(profile_route(m.row.label, pid, urls[m.row.server], m.row.path,
+                                          seconds=seconds, connections=connections))  # fmt: skip
+    return measured, profiles
+
+
+def missed_targets(measured: Sequence[Measured]) -> list[Measured]:
+    """The rows with a target (`bench_profile.TARGETS`) whose ratio to the ceiling is below it."""
+    ceiling = next(m for m in measured if m.row.key == "hello")
+    return [m for m in measured if m.rps / ceiling.rps < TARGETS.get(m.row.key, 0)]
+
+
+def targets_table(measured: Sequence[Measured]) -> str:
+    """Each route with a target: the ratio wanted, the ratio measured, met or not."""
+    ceiling = next(m for m in measured if m.row.key == "hello")
+    lines = ["| route | target ratio | measured ratio | p99 ms | met |", "|---|---:|---:|---:|---|"]
+    for m in measured:
+        if (target := TARGETS.get(m.row.key)) is not None:
+            ratio = m.rps / ceiling.rps
+            met = "yes" if ratio >= target else "no: profile below"
+            lines.append(f"| {m.row.label} | {target:.2f} | {ratio:.3f} | {m.p99_ms:.1f} | {met} |")
+    return "\n".join(lines)
 
 
 def report_table(measured: Sequence[Measured]) -> str:
@@ -194,7 +231,12 @@ def report_table(measured: Sequence[Measured]) -> str:
     return "\n".join(lines)
 
 
-def write_report(measured: Sequence[Measured], out: Path, params: dict[str, object]) -> Path:
+def write_report(
+    measured: Sequence[Measured],
+    out: Path,
+    params: dict[str, object],
+    profiles: Sequence[Profile] = (),
+) -> Path:
     """report.md with the machine, wrk's parameters, the table and what the rows mean."""
     ngx = nginx_version() or "not installed"
     head = [
@@ -220,7 +262,14 @@ def write_report(measured: Sequence[Measured], out: Path, params: dict[str, obje
         " the 2-worker app uses PROMETHEUS_MULTIPROC_DIR, as the course does with workers.",
         "req/s is wrk's request count divided by the requested duration.",
     ]
-    text = "\n".join([*head, report_table(measured), *notes]) + "\n"
+    targets = ["", "## Targets (ratio of the ceiling's req/s, one worker)", "",
+               targets_table(measured)]  # fmt: skip
+    if not any(m.row.key in TARGETS for m in measured):
+        targets = []
+    body = [*head, report_table(measured), *notes, *targets]
+    if profiles:
+        body.append(profile_section(profiles))
+    text = "\n".join(body) + "\n"
     path = out / "report.md"
     path.write_text(text)
     return path
@@ -259,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = [row.key for row in ROWS]
     parser.add_argument("--rows", help=f"comma-separated subset of {','.join(keys)}")
     parser.add_argument("--course", action="store_true", help="also time every notebook")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="no py-spy profile of a missed target"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per warm-up request
@@ -270,9 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     params: dict[str, object] = {"loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg())}
     params |= {"threads": args.threads, "connections": args.connections,
                "duration_s": args.duration, "rounds": args.rounds}  # fmt: skip
-    measured = measure(rows, seconds=args.duration, threads=args.threads,
-                       connections=args.connections, rounds=args.rounds)  # fmt: skip
-    report = write_report(measured, args.out, params)
+    measured, profiles = measure(rows, seconds=args.duration, threads=args.threads,
+                                 connections=args.connections, rounds=args.rounds,
+                                 profile=not args.no_profile)  # fmt: skip
+    report = write_report(measured, args.out, params, profiles)
     plot(measured, args.out / "serving.png")
     if args.course:
         from opslab.bench_course import append_course_timings

@@ -54,6 +54,14 @@ def test_bench_tiny_load_writes_report_and_stops_servers(
     ]
     for _, rps, ratio, p99, p99_ratio, _failed in rows:
         assert min(float(rps), float(ratio), float(p99), float(p99_ratio)) > 0
+    # /api/todos has a target; missed, the report carries py-spy's profile of it.
+    target = re.search(r"^\| app /api/todos \(10 todos\), 1 worker \| 0\.15 \| ([\d.]+) \|", report,
+                       re.MULTILINE)  # fmt: skip
+    assert target is not None, report
+    if float(target[1]) < 0.15:
+        profile = report.split("## Profiles of the routes that miss their target", 1)[1]
+        assert "### app /api/todos (10 todos), 1 worker" in profile
+        assert "| `sample_app` |" in profile, profile  # the app's own frames were sampled
     assert _processes_with(marker) == []
 
 
