@@ -147,27 +147,33 @@ class Panel:
         started, done = time.monotonic(), threading.Event()
         ticker = threading.Thread(target=self._tick, args=(started, done), daemon=True)
         ticker.start()
+        number = self.runs + 1
+        page, status = "", "<strong>the run was interrupted</strong>"
         try:
             with stopping_new_servers():
-                page = to_html(self.run_fn(**values), alt=f"{self.alt} ({_describe(values)})")
+                result = self.run_fn(**values)
+            page = to_html(result, alt=f"{self.alt} ({_describe(values)}; run {number})")
             self.error, self.last_html = None, page
-            self.status.value = f"run {self.runs + 1}: {html.escape(_describe(values))}"
+            status = f"run {number}: {html.escape(_describe(values))}"
         except Exception as exc:
             self.error = exc
             text = html.escape(f"{type(exc).__name__}: {exc}")
             page = self.last_html = f"<pre>{text}</pre>"
-            self.status.value = "<strong>the run failed</strong>"
+            status = "<strong>the run failed</strong>"
             log.exception("panel run failed")
             if raise_errors:
                 raise
         finally:
-            self.runs += 1
+            self.runs = number
             self.last_seconds = time.monotonic() - started
             self._set_busy(False)
             done.set()
             ticker.join()
             self.progress.value = 1.0
             self._show(page)
+            # Set after the result is on screen: a status that says "run N" means run N's
+            # figure is already there.
+            self.status.value = status
         return page
 
     def _set_busy(self, busy: bool) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def test_the_default_run_is_in_the_book_html_and_in_the_widget() -> None:
     assert "application/vnd.jupyter.widget-view+json" in bundle  # JupyterLab: the live panel
     assert "<strong>Load &lt;rate&gt;</strong> (rate=7)" in page
     assert '<img src="data:image/png;base64,' in page
-    assert 'alt="a line (rate=7)"' in page
+    assert 'alt="a line (rate=7; run 1)"' in page
     assert "<table" in page
     assert built.output.outputs[0]["data"]["text/html"] in page
 
@@ -133,3 +133,22 @@ def test_a_click_run_moves_the_bar_on_the_previous_run_s_time() -> None:
     assert built.progress.description == f"~{first:.1f} s"
     assert built.progress.value == 1.0
     assert built.progress.layout.visibility == "hidden"  # no full bar at rest
+
+
+def test_the_status_names_a_run_only_once_its_result_is_on_screen() -> None:
+    """A browser that sees "run 2" must find run 2's output, not run 1's."""
+    rate = widgets.IntSlider(value=1, max=100)
+    built = panel(_table, {"rate": rate}, title="t")
+    seen: list[tuple[str, str]] = []
+    built.status.observe(
+        lambda change: seen.append((change["new"], built.output.outputs[0]["data"]["text/html"])),
+        names="value",
+    )
+
+    rate.value = 42
+    built.button.click()
+    built.wait()
+
+    [(status, shown)] = seen
+    assert status.startswith("run 2:")
+    assert "<td>42</td>" in shown
