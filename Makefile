@@ -10,7 +10,7 @@ NBVAL := --nbval-lax --nbval-cell-timeout=300
 PYTEST_ARGS ?=
 
 .PHONY: help setup system-deps venv lab test lint format test-app test-notebooks check-clean serve clean test-jupyterlab exercises grade learner-dist test-notebooks-docker \
-	book book-instructor test-book bench
+	book book-instructor test-book bench hub collect
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,10 +59,13 @@ test-app:  ## pytest: the sample app and the toolkit (the book's browser test is
 # Each notebook runs once per `make test`: opslab.nbexec fails on any cell error (as nbval's lax
 # mode does) and, strict, keeps the executed notebooks in the book's cache, so the two book
 # builds after it publish these outputs without running anything again. Notebooks that
-# measure timings ("opslab": {"measures": true}) run alone; the others two at a time.
+# measure timings ("opslab": {"measures": true}) run alone; the others two at a time. As a
+# learner's machine does (and a CI image may not), Python writes bytecode: section 04 counts
+# the __pycache__ that keeps a rotated secret.
 NBEXEC_ARGS ?=
 test-notebooks:  ## run every notebook top to bottom once (sections, exercises, solutions)
-	$(BIN)/python -m opslab.nbexec notebooks exercises solutions --jobs $(JOBS) $(NBEXEC_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m opslab.nbexec notebooks exercises solutions \
+		--jobs $(JOBS) $(NBEXEC_ARGS)
 
 # The container section again, on Docker Engine (test-notebooks takes the first engine found:
 # podman here). The tests run their container parts on both engines by themselves.
@@ -102,8 +105,22 @@ learner-dist: venv  ## the course without solutions or hidden tests: _build/lear
 bench: venv  ## serving req/s and p99 as ratios to a bare ASGI app: _build/bench/report.md
 	$(BIN)/python -m opslab.bench --out _build/bench $(if $(filter 1,$(BENCH_COURSE)),--course)
 
+# A class on this machine (root): JupyterHub on loopback, each learner a Unix user with a
+# private home, cgroup limits and a PID namespace; the nbgitpuller link it prints clones the
+# learner distribution. Put it behind TLS (nginx, section 03) before learners reach it.
+HUB_PORT ?= 8080
+LEARNERS ?=
+hub: venv  ## a class's JupyterHub on 127.0.0.1:HUB_PORT (root); LEARNERS="ada bo" adds learners
+	$(if $(LEARNERS),$(BIN)/python -m opslab.hub learners add $(LEARNERS))
+	$(BIN)/python -m opslab.hub serve --port $(HUB_PORT)
+
+# Then: make grade SUBMISSIONS=_build/hub/submissions/review (a checkpoint: its --autograder).
+ASSIGNMENT ?= review
+collect:  ## copy each hub learner's exercises/ASSIGNMENT.ipynb to _build/hub/submissions/ASSIGNMENT
+	$(BIN)/python -m opslab.hub collect $(ASSIGNMENT) --out _build/hub/submissions/$(ASSIGNMENT)
+
 # Everything the tests and notebooks start must be stopped by them.
-LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service|[d]ockerd --config-file .*opslab
+LEFTOVERS := [s]ample_app serve|[n]ginx: master process .*opslab|[p]rometheus --config.file=.*opslab|[p]odman system service|[d]ockerd --config-file .*opslab|[j]upyterhub -f|[c]onfigurable-http-proxy|[j]upyterhub-singleuser
 check-clean:  ## fail if a server started by the tests or notebooks is still running
 	@sleep 1; if pgrep -af '$(LEFTOVERS)'; then echo "left running (see above)"; exit 1; fi
 	@if ps -eo uid=,pid=,args= | awk '$$1 >= 1900000000 && $$1 < 1900000128' | grep .; then \

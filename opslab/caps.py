@@ -106,8 +106,22 @@ def tool_version(cmd: list[str]) -> str | None:
     return found.group(0) if found else None
 
 
+# Set by the class hub (opslab.hub) in every learner's server: there, what is missing is not
+# the learner's to install.
+ON_HUB_VAR = "OPSLAB_ON_HUB"
+ENGINE_CAPABILITIES = ("podman", "docker-engine", "container-engine")
+ON_HUB_ENGINE_HINT = (
+    "nothing to install: the class hub gives no container engine (an engine shared by a class "
+    "is root on the machine for every learner). Run section 02's container cells on your own "
+    "machine (`make lab`); the rest of the course runs here."
+)
+
+
 def install_hint(name: str) -> str:
-    """How to install what `name` needs, for this platform."""
+    """How to install what `name` needs, for this platform (on the class hub: why it is not
+    there, for a container engine)."""
+    if name in ENGINE_CAPABILITIES and os.environ.get(ON_HUB_VAR) == "1":
+        return ON_HUB_ENGINE_HINT
     mac = f"macOS: {BREW[name]}"
     apt = f"Debian/Ubuntu: sudo apt-get install -y {APT[name]}"
     first, second = (mac, apt) if platform.system() == "Darwin" else (apt, mac)

@@ -59,6 +59,8 @@ ALONE = {
     "tests/sample_app/deploy/test_deploy_abuse.py::test_two_deploys_at_once": "a race",
     # the browser: JupyterLab runs sections 06 and 07, which time their servers
     "tests/book/test_jupyterlab.py": "runs timing sections in JupyterLab",
+    "tests/book/test_hub.py": "a hub of three learners takes both cores; creates Unix users",
+    "tests/book/test_hub_image.py": "builds the single-user image in the engine's shared store",
 }
 
 

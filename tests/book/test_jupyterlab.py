@@ -21,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from opslab import pidfiles
+from opslab.lab_driver import run_all
 from opslab.procs import ManagedProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,42 +147,6 @@ def open_notebook(page: Page, server: JupyterLab, name: str) -> None:
         " === 'idle'",
         timeout=30_000,
     )
-
-
-# Run All is done when the kernel is idle and every code cell has an execution count. The
-# wait is bounded by progress, not by a total: it fails when no cell has finished for
-# STALL_SECONDS (longer than any one cell of the course takes, its own limits included), so
-# a slow, shared machine makes it slower but not red. An error output fails it at once with
-# the error's text; Run All stops at an error and would otherwise wait for cells that never run.
-STALL_SECONDS = 60
-RUN_STATE = """() => {
-    const nb = window.jupyterapp.shell.currentWidget;
-    const kernel = nb && nb.sessionContext.session && nb.sessionContext.session.kernel;
-    const cells = [...nb.content.model.cells].filter(c => c.type === 'code');
-    const errors = [...document.querySelectorAll(
-        ".jp-OutputArea-output[data-mime-type*='error']")].map(e => e.textContent.slice(-800));
-    return {
-        idle: Boolean(kernel) && kernel.status === 'idle',
-        done: cells.filter(c => c.executionCount !== null).length,
-        total: cells.length,
-        errors,
-    };
-}"""
-
-
-def run_all(page: Page) -> None:
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    done, last_progress = -1, time.monotonic()
-    while True:
-        state = page.evaluate(RUN_STATE)
-        assert not state["errors"], f"a cell failed: {state['errors'][0]}"
-        if state["idle"] and state["done"] == state["total"] > 0:
-            return
-        if state["done"] != done:
-            done, last_progress = state["done"], time.monotonic()
-        stalled = time.monotonic() - last_progress
-        assert stalled < STALL_SECONDS, f"no cell finished in {STALL_SECONDS} s: {state}"
-        time.sleep(0.5)
 
 
 def output_alt(panel: Locator) -> str:

@@ -92,6 +92,15 @@ def test_check_unknown_name_raises_value_error() -> None:
         check("kubernetes")
 
 
+def test_install_hint_on_the_hub_says_there_is_no_engine_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(caps.ON_HUB_VAR, "1")
+    assert install_hint("podman") == caps.ON_HUB_ENGINE_HINT
+    assert install_hint("container-engine") == caps.ON_HUB_ENGINE_HINT
+    assert "apt-get install -y nginx" in install_hint("nginx")  # what the hub could install
+
+
 def test_install_hint_names_apt_brew_and_make() -> None:
     hint = install_hint("nginx-brotli")
 
