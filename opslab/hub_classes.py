@@ -166,12 +166,18 @@ def join_hook(dirs: dict[str, Path], then: Callable[[], None]) -> Callable[[], N
 
 # The learner's server is pid 1 of a PID namespace with its own /proc: `ps` shows a learner
 # only their own processes, and when the server exits the kernel kills everything left in it.
+# In its mount namespace /tmp and /dev/shm are the learner's own (tmpfs, charged to the
+# learner's memory limit): no file, socket or squatted name in /tmp is shared with anyone.
 # tini (in the host's namespace, the pid the hub watches) passes the hub's signals on; the
-# shell mounts the namespace's /proc, as root, then setpriv becomes the learner for good.
-ENTER = (
-    "mount -t proc -o nosuid,nodev,noexec proc /proc && exec setpriv --reuid={uid} --regid={gid}"
-    ' --init-groups --no-new-privs -- /bin/sh -c "exec $1"'
-)
+# shell mounts, as root, then setpriv becomes the learner for good.
+TMPFS = "mount -t tmpfs -o nosuid,nodev,mode=1777,size={size} tmpfs {path}"
+ENTER = " && ".join([
+    "mount -t proc -o nosuid,nodev,noexec proc /proc",
+    TMPFS.format(size="1g", path="/tmp"),
+    TMPFS.format(size="256m", path="/dev/shm"),
+    "exec setpriv --reuid={uid} --regid={gid} --init-groups --no-new-privs --"
+    ' /bin/sh -c "exec $1"',
+])  # fmt: skip
 
 
 def namespace_cmd(uid: int, gid: int) -> list[str]:

@@ -168,7 +168,7 @@ def a_process_of(name: str) -> int:
 
 
 def check_isolation(names: list[str]) -> None:
-    """Homes private, no answers pulled, and each learner sees only their own processes."""
+    """Homes and /tmp private, no answers pulled, each learner sees only their own processes."""
     for name in names:
         home = Path(pwd.getpwnam(name).pw_dir)
         assert stat.S_IMODE(home.stat().st_mode) == 0o700
@@ -180,6 +180,13 @@ def check_isolation(names: list[str]) -> None:
         assert seen.returncode == 0, seen.stderr
         assert set(seen.stdout.split()) == {name}, f"{name} sees {set(seen.stdout.split())}"
     first, second = names[0], names[1]
+    # /tmp is each learner's own: a file made there is seen neither by another nor the host.
+    marker = f"/tmp/{first}-was-here"
+    made = as_learner(first, "touch", marker, pid=a_process_of(first))
+    assert made.returncode == 0, made.stderr
+    assert as_learner(first, "test", "-e", marker, pid=a_process_of(first)).returncode == 0
+    assert as_learner(second, "test", "-e", marker, pid=a_process_of(second)).returncode == 1
+    assert not Path(marker).exists()
     other_home = pwd.getpwnam(second).pw_dir
     assert as_learner(first, "ls", other_home).returncode != 0
     assert as_learner(first, "ls", str(ROOT / "solutions")).returncode != 0
