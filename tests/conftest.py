@@ -36,6 +36,7 @@ ALONE = {
     "tests/opslab/test_panel.py::test_a_click_run_moves_the_bar": "progress against the clock",
     "tests/opslab/variants/test_shutdown_variants.py": "exit times",
     "tests/opslab/test_bench.py::test_bench_tiny_load": "wrk load",
+    "tests/opslab/test_k8s_podman.py": "podman's image store and volumes; a timed stop",
     "tests/opslab/test_proxy.py::test_proxy_rate_limits": "nginx rate limits",
     "tests/opslab/test_proxy.py::test_proxy_limits_writes": "nginx rate limits",
     "tests/opslab/test_proxy.py::test_proxy_streams_sse": "first event's latency",
