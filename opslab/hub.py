@@ -134,6 +134,16 @@ def exposed_answers(root: Path = ROOT) -> list[Path]:
     return exposed
 
 
+def learner_environment(venv_bin: Path) -> dict[str, str]:
+    """What the hub sets in every learner's server, besides HOME, USER and PYTHONPATH."""
+    return {
+        "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        caps.MISSING_TOOLS_VAR: MISSING_ON_HUB,
+        caps.ON_HUB_VAR: "1",
+        "GIT_CONFIG_GLOBAL": str(gitconfig()),
+    }
+
+
 def write_config(
     state: Path, *, port: int, python: Path, chp: Path, server_args: list[str]
 ) -> Path:
@@ -147,12 +157,9 @@ def write_config(
         "cmd": [str(venv_bin / "jupyterhub-singleuser")],
         "args": server_args,
         "proxy": [sys.executable, "-m", "opslab.hub", "proxy-exec", str(chp)],
-        "environment": {
-            "PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-            caps.MISSING_TOOLS_VAR: MISSING_ON_HUB,
-            caps.ON_HUB_VAR: "1",
-            "GIT_CONFIG_GLOBAL": str(gitconfig()),
-        },
+        "environment": learner_environment(venv_bin),
+        "mem_limit": hub_classes.MEM_LIMIT,
+        "cpu_limit": hub_classes.CPU_LIMIT,
         "culler": [sys.executable, "-m", "jupyterhub_idle_culler", "--timeout=3600"],
         "add_user": ADD_USER,
         "state": str(state),
@@ -180,8 +187,8 @@ c.JupyterHub.spawner_class = "opslab.hub_classes.LimitedSpawner"
 c.Spawner.cmd = s["cmd"]
 c.Spawner.args = s["args"]
 c.Spawner.default_url = "/lab"
-c.Spawner.mem_limit = "2G"
-c.Spawner.cpu_limit = 1.0
+c.Spawner.mem_limit = s["mem_limit"]
+c.Spawner.cpu_limit = s["cpu_limit"]
 c.Spawner.env_keep = ["LANG", "LC_ALL"]
 c.Spawner.environment = s["environment"]
 c.Spawner.start_timeout = 120

@@ -23,14 +23,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from opslab import caps, hub, hub_classes, hub_learners
+from opslab import hub, hub_classes, hub_learners
 
 log = logging.getLogger(__name__)
 
 OUT = hub.ROOT / "_build" / "hub"
 SAMPLE_SECONDS = 0.5
-MEM_LIMIT = 2 * 2**30  # the hub's Spawner.mem_limit and cpu_limit (opslab.hub CONFIG_TEMPLATE)
-CPU_LIMIT = 1.0
 
 
 @dataclass
@@ -46,31 +44,30 @@ class Run:
 
 
 def learner_env(name: str, python: Path) -> dict[str, str]:
-    """The environment the hub gives a learner's server (LimitedSpawner.user_env)."""
+    """The environment the hub gives a learner's server (write_config, LimitedSpawner)."""
     home = pwd.getpwnam(name).pw_dir
     return {
+        **hub.learner_environment(python.parent),
         "HOME": home, "USER": name, "SHELL": "/bin/bash", "LANG": "C.UTF-8",
-        "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "PYTHONPATH": str(Path(home) / hub_classes.COURSE_DIR),
-        caps.MISSING_TOOLS_VAR: hub.MISSING_ON_HUB, caps.ON_HUB_VAR: "1",
-        "GIT_CONFIG_GLOBAL": str(hub.gitconfig()),
     }  # fmt: skip
 
 
 def create_learner(name: str, repo: Path) -> None:
     """A learner as the hub creates one, with the course cloned into the home."""
     subprocess.run([*hub_learners.ADD_USER, name], check=True)
-    entry = pwd.getpwnam(name)
+    home = pwd.getpwnam(name).pw_dir
     clone = ["git", "clone", "--quiet", str(repo), hub_classes.COURSE_DIR]
-    become = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
-    env = {"HOME": entry.pw_dir, "GIT_CONFIG_GLOBAL": str(hub.gitconfig()), "PATH": "/usr/bin:/bin"}
-    subprocess.run([*become, *clone], cwd=entry.pw_dir, env=env, check=True)
+    env = {"HOME": home, "GIT_CONFIG_GLOBAL": str(hub.gitconfig()), "PATH": "/usr/bin:/bin"}
+    subprocess.run([*hub_classes.become(name), *clone], cwd=home, env=env, check=True)
 
 
 def start_section(name: str, section: str, python: Path) -> subprocess.Popen[bytes]:
     """Run the section top to bottom as the learner, inside the learner's limits."""
     entry = pwd.getpwnam(name)
-    dirs = hub_classes.make_cgroups(name, MEM_LIMIT, CPU_LIMIT, 512)
+    dirs = hub_classes.make_cgroups(
+        name, hub_classes.MEM_LIMIT, hub_classes.CPU_LIMIT, hub_classes.MAX_PIDS
+    )
     notebook = f"{hub_classes.COURSE_DIR}/notebooks/{section}"
     run = shlex.join([str(python), "-m", "opslab.nbexec", "--force", notebook])
     return subprocess.Popen(
@@ -144,7 +141,7 @@ def summarize(section: str, bound: float, levels: list[dict]) -> dict:
         "machine": {"cores": os.cpu_count(), "memory_gb": round(_mem_total() / 2**30, 1)},
         "section": section,
         "bound_s": bound,
-        "limits": {"memory_mb": MEM_LIMIT // 2**20, "cpus": CPU_LIMIT},
+        "limits": {"memory_mb": hub_classes.MEM_LIMIT // 2**20, "cpus": hub_classes.CPU_LIMIT},
         "per_learner": {
             "peak_mb": alone["peak_mb"],
             "mean_cores": round(mean_cores, 2),

@@ -26,6 +26,10 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CGROUP_NAME = "opslab-hub"
 COURSE_DIR = "ops-lab"  # the clone in each learner's home (the nbgitpuller target)
 SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+# Each learner's server: the hub's config and the capacity measurement use these.
+MEM_LIMIT = 2 * 2**30
+CPU_LIMIT = 1.0
+MAX_PIDS = 512
 MAX_PASSWORD = 1024  # longer is refused before hashing: scrypt's cost grows with the input
 
 
@@ -73,6 +77,12 @@ class RosterAuthenticator(LocalAuthenticator):
     def check_allowed(self, username: str, authentication: Any = None) -> bool:
         """Only the roster's learners get a server."""
         return username in self._roster()
+
+
+def become(name: str) -> list[str]:
+    """The command prefix that runs a command as the learner (root only; no namespaces)."""
+    entry = pwd.getpwnam(name)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
 
 
 def cgroup_dirs(user: str, root: Path = CGROUP_ROOT) -> dict[str, Path]:
@@ -190,15 +200,17 @@ class LimitedSpawner(LocalProcessSpawner):
     """LocalProcessSpawner in cgroups and a PID namespace: `mem_limit`, `cpu_limit` and
     `max_pids` are enforced, and stopping the server stops everything the learner started."""
 
-    max_pids = Integer(512, help="Processes and threads a learner may run at once").tag(config=True)
+    max_pids = Integer(MAX_PIDS, help="Processes and threads a learner may run at once").tag(
+        config=True
+    )
 
     def _dirs(self) -> dict[str, Path]:
         return cgroup_dirs(self.user.name)
 
     def make_preexec_fn(self, name: str) -> Callable[[], None]:
         """Enter fresh cgroups with this learner's limits and their home (still as root)."""
-        mem = int(self.mem_limit or 2 * 2**30)
-        dirs = make_cgroups(name, mem, float(self.cpu_limit or 1.0), self.max_pids)
+        mem = int(self.mem_limit or MEM_LIMIT)
+        dirs = make_cgroups(name, mem, float(self.cpu_limit or CPU_LIMIT), self.max_pids)
         home = pwd.getpwnam(name).pw_dir
         return join_hook(dirs, lambda: os.chdir(home))
 

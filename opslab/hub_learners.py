@@ -84,9 +84,8 @@ def collect(assignment: str, out: Path, names: list[str] | None = None) -> dict[
     for name in sorted(names):
         entry = pwd.getpwnam(name)
         path = Path(entry.pw_dir) / hub_classes.COURSE_DIR / "exercises" / f"{assignment}.ipynb"
-        become = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
         read = subprocess.run(
-            [*become, "head", "-c", str(MAX_SUBMISSION + 1), "--", str(path)],
+            [*hub_classes.become(name), "head", "-c", str(MAX_SUBMISSION + 1), "--", str(path)],
             capture_output=True, timeout=30, check=False,
         )  # fmt: skip
         if read.returncode != 0:

@@ -153,10 +153,9 @@ def test_three_learners_pull_the_course_and_run_two_sections_at_once(
 
 def as_learner(name: str, *cmd: str, pid: int | None = None) -> subprocess.CompletedProcess:
     """Run `cmd` as the learner; with `pid`, inside that process's PID and mount namespaces."""
-    entry = pwd.getpwnam(name)
-    become = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
     enter = ["nsenter", f"--target={pid}", "--pid", "--mount"] if pid else []
-    return subprocess.run([*enter, *become, *cmd], capture_output=True, text=True, check=False)
+    done = [*enter, *hub_classes.become(name), *cmd]
+    return subprocess.run(done, capture_output=True, text=True, check=False)
 
 
 def a_process_of(name: str) -> int:
@@ -176,6 +175,8 @@ def check_isolation(names: list[str]) -> None:
         assert (clone / "notebooks" / SECTIONS[0]).is_file()
         assert not (clone / "solutions").exists()
         assert not (clone / "opslab" / "grading" / "keys").exists()
+        status = Path(f"/proc/{a_process_of(name)}/status").read_text()
+        assert "NoNewPrivs:\t1" in status, "a setuid program could give the learner root"
         seen = as_learner(name, "ps", "-eo", "user:40=", pid=a_process_of(name))
         assert seen.returncode == 0, seen.stderr
         assert set(seen.stdout.split()) == {name}, f"{name} sees {set(seen.stdout.split())}"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import stat
 import subprocess
 import sys
@@ -216,3 +217,46 @@ def test_capacity_of_several_sections_is_set_by_the_heaviest() -> None:
     assert both["per_learner"]["peak_mb"] == 500.0
     assert both["per_learner"]["mean_cores"] == 0.5
     assert len(hub_capacity.table(both).splitlines()) == 2 + 4
+
+
+def _in_cgroups(dirs: dict[str, Path], script: str) -> subprocess.CompletedProcess:
+    hook = hub_classes.join_hook(dirs, lambda: None)
+    return subprocess.run(
+        [sys.executable, "-c", script], preexec_fn=hook, capture_output=True, timeout=60
+    )
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="cgroups are created by root")
+def test_a_learner_who_allocates_past_the_memory_limit_is_killed_alone() -> None:
+    limit = 128 * 2**20
+    dirs = hub_classes.make_cgroups(f"test-{secrets.token_hex(3)}", limit, 1.0, 64)
+    try:
+        # The attacker touches four times the limit, a page at a time.
+        bomb = f"b = bytearray({4 * limit})\nfor i in range(0, len(b), 4096): b[i] = 1"
+        done = _in_cgroups(dirs, bomb)
+        assert done.returncode == -signal.SIGKILL, done.stderr  # the OOM killer, in its cgroup
+        assert hub_classes.usage(dirs)["peak_mb"] <= limit / 2**20
+    finally:
+        hub_classes.kill_all(dirs)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="cgroups are created by root")
+def test_a_fork_bomb_stops_at_the_process_limit() -> None:
+    max_pids = 16
+    dirs = hub_classes.make_cgroups(f"test-{secrets.token_hex(3)}", 256 * 2**20, 1.0, max_pids)
+    try:
+        bomb = (
+            "import os, time\nborn = 0\n"
+            "for _ in range(200):\n"
+            "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+            "    if pid == 0:\n        os.close(1)\n        os.close(2)\n"
+            "        time.sleep(60)\n        os._exit(0)\n"
+            "    born += 1\n"
+            "print(born)\n"
+        )
+        done = _in_cgroups(dirs, bomb)
+        born = int(done.stdout.split()[-1])
+        assert born < max_pids  # the bomb itself counts as one
+        assert len(hub_classes.members(dirs)) <= max_pids
+    finally:
+        hub_classes.kill_all(dirs)

@@ -79,7 +79,10 @@ def test_pod_stop_within_the_grace_period_is_graceful(pod: k8s_play.PlayedPod) -
     assert stopped["exit_code"] == 0
     assert stopped["graceful"], pod.app_log()
     after = stopped["after"]
-    assert after["uvicorn"] - after["sigterm"] >= settings.drain_seconds - 0.1
+    # Times count from the stop request, before SIGTERM: uvicorn's shutdown cannot start
+    # sooner than the drain after it, whatever the delivery and logging delays.
+    assert after["sigterm"] < after["uvicorn"]
+    assert after["uvicorn"] >= settings.drain_seconds
     assert stopped["seconds"] < grace
     # podman runs no preStop hook: SIGTERM arrives at once, not preStop seconds later.
     assert after["sigterm"] < k8s.prestop_seconds(container)
