@@ -16,9 +16,7 @@ import hashlib
 import json
 import logging
 import math
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import urllib.parse
@@ -30,7 +28,6 @@ import yaml
 
 import sample_app
 from opslab import dist, images, registry
-from opslab.procs import ProcessError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +58,7 @@ FIRST_NOTEBOOK = f"lab/tree/{COURSE_DIR}/notebooks/00-setup.ipynb"
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower()
+    return images.requirement_name(requirement).lower()
 
 
 def image_requirements(path: Path = REQUIREMENTS) -> list[str]:
@@ -73,27 +70,10 @@ def image_requirements(path: Path = REQUIREMENTS) -> list[str]:
 
 
 def image_wheels(arch: str | None = None) -> Path:
-    """Linux wheels for `image_requirements()` (cached by their hash), downloaded on the host."""
-    pins, arch = image_requirements(), arch or images.linux_arch()
-    digest = hashlib.sha256(json.dumps([pins, arch, PYTHON_VERSION]).encode()).hexdigest()[:16]
-    target = images.WHEEL_CACHE / f"singleuser-{digest}"
-    if (target / "requirements.txt").is_file():
-        return target
-    images.WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=images.WHEEL_CACHE))
-    platforms = [f"manylinux_2_{v}_{arch}" for v in (36, 34, 28, 17)] + [f"manylinux2014_{arch}"]
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-           "--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311",
-           *[f"--platform={p}" for p in platforms], "--dest", str(tmp), *pins]  # fmt: skip
-    log.info("downloading the single-user image's wheels (%d pins)", len(pins))
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ProcessError(f"pip download failed:\n{done.stderr[-3000:]}")
-    (tmp / "requirements.txt").write_text("\n".join(pins) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.move(tmp, target)
-    return target
+    """Linux wheels for `image_requirements()`, for bookworm's own Python."""
+    return images.linux_wheels(
+        image_requirements(), python_version=PYTHON_VERSION, arch=arch, prefix="singleuser-"
+    )
 
 
 def build_context() -> Path:

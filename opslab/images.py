@@ -115,9 +115,14 @@ def ensure_base_image(client: docker.DockerClient, tag: str = BASE_TAG) -> tuple
 # ----- build context ----------------------------------------------------------------------
 
 
+def requirement_name(requirement: str) -> str:
+    """The distribution name of a requirement line (`name==1.0; ...` -> `name`)."""
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip()
+
+
 def pinned_dependencies() -> list[str]:
     """The app's dependencies pinned to the versions installed here (what the tests ran)."""
-    names = [re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0] for dep in build.app_dependencies()]
+    names = [requirement_name(dep) for dep in build.app_dependencies()]
     return sorted(f"{name}=={importlib.metadata.version(name)}" for name in names)
 
 
@@ -127,29 +132,40 @@ def linux_arch() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
-def dependency_wheels(arch: str | None = None) -> Path:
-    """Linux wheels for the app's dependencies (Python 3.11), cached by requirements hash.
+def linux_wheels(
+    pins: list[str], *, python_version: str = "3.11", arch: str | None = None, prefix: str = ""
+) -> Path:
+    """Linux wheels for `pins`, downloaded on the host and cached by their hash.
 
     `pip download --only-binary` with an explicit platform fetches wheels for the
     image's Linux, not the host's OS: the same cache works from macOS. Containers
-    cannot reach PyPI over TLS here, so the builder installs only these files.
+    cannot reach PyPI over TLS here, so a build installs only these files.
     """
-    pins, arch = pinned_dependencies(), arch or linux_arch()
-    digest = hashlib.sha256(json.dumps([pins, arch]).encode()).hexdigest()[:16]
-    target = WHEEL_CACHE / digest
+    arch = arch or linux_arch()
+    digest = hashlib.sha256(json.dumps([pins, arch, python_version]).encode()).hexdigest()[:16]
+    target = WHEEL_CACHE / f"{prefix}{digest}"
     if (target / "requirements.txt").is_file():
         return target
     WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=WHEEL_CACHE))
     platforms = [f"manylinux_2_{v}_{arch}" for v in (36, 34, 28, 17)] + [f"manylinux2014_{arch}"]
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-           "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+           "--python-version", python_version, "--implementation", "cp", "--abi", "cp311",
            *[f"--platform={p}" for p in platforms], "--dest", str(tmp), *pins]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
+    log.info("downloading %d pinned packages as Linux wheels", len(pins))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ProcessError(f"pip download failed:\n{done.stderr[-3000:]}")
     (tmp / "requirements.txt").write_text("\n".join(pins) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     shutil.move(tmp, target)
     return target
+
+
+def dependency_wheels(arch: str | None = None) -> Path:
+    """Linux wheels for the app's dependencies (Python 3.11)."""
+    return linux_wheels(pinned_dependencies(), arch=arch)
 
 
 def build_context(*, version: str, commit: str, build_time: str) -> Path:
