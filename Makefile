@@ -22,7 +22,8 @@ system-deps:  ## nginx, Prometheus, podman... (apt when root/sudo; otherwise pri
 
 venv: $(VENV)/.installed  ## the Python virtual environment in .venv
 
-$(VENV)/.installed: requirements.txt pyproject.toml binder/jupyterlab-overrides.json
+$(VENV)/.installed: requirements.txt pyproject.toml binder/jupyterlab-overrides.json \
+		sample_app/ops/k8s/requirements-checkov.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
@@ -30,6 +31,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml binder/jupyterlab-overrides.
 	# JupyterLab's defaults for this course: no "get official Jupyter news?" box over the outputs.
 	mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp binder/jupyterlab-overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	# checkov (section 08) in a venv of its own: its many pins stay out of .venv.
+	$(BIN)/python -c 'from opslab.k8s import checkov_binary; checkov_binary()'
 	touch $@
 
 lab: setup  ## set everything up and open the course in JupyterLab

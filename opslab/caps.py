@@ -144,6 +144,23 @@ def _check_brotli() -> Capability:
     return Capability(nginx.name, True, nginx.version, str(BROTLI_MODULE), nginx.install_hint)
 
 
+CHECKOV_HINT = (
+    "`make setup` installs it into a venv of its own (~/.cache/opslab/checkov-venv, about 20 s; "
+    "it needs PyPI once)"
+)
+
+
+def _check_checkov() -> Capability:
+    """checkov, in the venv `opslab.k8s` installs it into (never into the course's .venv)."""
+    from opslab.k8s import CHECKOV_VENV
+
+    binary = CHECKOV_VENV / "bin" / "checkov"
+    if "checkov" in hidden_tools() or not binary.is_file():
+        return Capability("checkov", False, None, f"{binary} not found", CHECKOV_HINT)
+    return Capability("checkov", True, tool_version([str(binary), "--version"]), str(binary),
+                      CHECKOV_HINT)  # fmt: skip
+
+
 def _docker_socket() -> str | None:
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     return host.removeprefix("unix://") if host.startswith("unix://") else None
@@ -234,6 +251,7 @@ CHECKS: dict[str, Callable[[], Capability]] = {
     "node": lambda: _binary_check("node", "node", ["--version"]),
     "git": lambda: _binary_check("git", "git", ["--version"]),
     "wrk": lambda: _binary_check("wrk", "wrk", ["--version"]),
+    "checkov": _check_checkov,
 }
 
 

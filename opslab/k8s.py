@@ -35,6 +35,7 @@ KUBERNETES_VERSION = "1.37.0"
 # Section 06: room after DRAIN_SECONDS + SHUTDOWN_TIMEOUT for the lifespan shutdown and a
 # slow machine (the app's defaults, 8 s of timeout in Docker's 10 s, leave 2 s).
 MARGIN_SECONDS = 2.0
+MAX_REPLICAS = 1000  # rollout_steps counts step by step: a bound on its work
 CHECKOV_VENV = CACHE_DIR / "checkov-venv"
 CHECKOV_REQUIREMENTS = MANIFEST_DIR / "requirements-checkov.txt"
 CHECKOV_SKIPS = MANIFEST_DIR / "checkov-skips.yaml"
@@ -138,6 +139,8 @@ def rollout_steps(
     `terminating` are the old pods going through preStop and the drain: the controller
     no longer counts them, so the machine briefly runs more than replicas + maxSurge.
     """
+    if not 0 <= replicas <= MAX_REPLICAS:
+        raise ValueError(f"replicas {replicas}: this model counts 0 to {MAX_REPLICAS}")
     surge = _resolve(max_surge, replicas, round_up=True)
     unavailable = _resolve(max_unavailable, replicas, round_up=False)
     if surge == 0 and unavailable == 0:

@@ -24,6 +24,7 @@ ALONE = {
     "tests/grading/test_shutdown.py": "SIGTERM racing slow requests",
     "tests/grading/test_checkpoints_04_07.py": "drain and readiness timings (checkpoint 06)",
     "tests/grading/test_checkpoints_01_03.py::test_checkpoint_solution": "sandboxed, timed",
+    "tests/grading/test_checkpoint_08.py::test_checkpoint_08_graded": "sandboxed, timed",
     "tests/grading/test_checkpoints_01_03.py::test_check_rate_limited": "nginx rate, wall clock",
     "tests/grading/test_common.py::test_time_limit": "a time limit's precision",
     "tests/grading/test_grade_class.py::test_grade_submissions": "q1b builds, timed stops",

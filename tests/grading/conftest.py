@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +65,15 @@ def master_score(
     from opslab.grading import (
         build_checks,
         deploy_checks,
+        k8s_checks,
         lifecycle_checks,
         metrics_checks,
         nginx_checks,
         precedence_checks,
     )
 
-    modules = (build_checks, deploy_checks, lifecycle_checks, metrics_checks, nginx_checks)
+    modules = (build_checks, deploy_checks, k8s_checks, lifecycle_checks, metrics_checks,
+               nginx_checks)  # fmt: skip
     namespace = {m.__name__.rpartition(".")[2]: m for m in (*modules, precedence_checks)}
     namespace.update(grading=grading, **answer)
     earned = possible = 0.0
@@ -80,3 +84,46 @@ def master_score(
         if eval(check, namespace) is None:  # the master's own check expressions
             earned += config["points"]
     return earned, possible
+
+
+SOLUTION = re.compile(r"# BEGIN SOLUTION NO PROMPT\n(.*)# END SOLUTION", re.S)
+
+
+def solved_notebook(stem: str, out: Path) -> Path:
+    """The learner notebook with each answer cell replaced by the master's solution."""
+    from opslab import grade_class
+
+    master = nbformat.read(grade_class.SOLUTIONS / f"{stem}.ipynb", as_version=4)
+    solutions = [m.group(1) for c in master.cells if (m := SOLUTION.search(c.source))]
+    notebook = nbformat.read(grade_class.EXERCISES / f"{stem}.ipynb", as_version=4)
+    cells = [c for c in notebook.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
+    assert len(cells) == len(solutions) > 0
+    for cell, solution in zip(cells, solutions, strict=True):
+        cell.source = solution.strip("\n")
+    path = out / f"{stem}.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def grade_solved_and_untouched(
+    stems: tuple[str, ...], out: Path
+) -> dict[tuple[str, str], dict[str, object]]:
+    """Each checkpoint graded twice by its autograder ("solved", "untouched"), two at a time."""
+    from opslab import grade_class
+
+    jobs = {}
+    for stem in stems:
+        jobs[stem, "solved"] = solved_notebook(stem, out)
+        jobs[stem, "untouched"] = grade_class.EXERCISES / f"{stem}.ipynb"
+
+    def grade(key: tuple[str, str]) -> dict[str, object]:
+        return grade_class.grade_one(jobs[key], grade_class.AUTOGRADER / f"{key[0]}-autograder.zip")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(jobs, pool.map(grade, jobs), strict=True))
+
+
+def scores(row: dict[str, object]) -> tuple[float, float]:
+    """(points earned, points possible) in one grades.csv row."""
+    questions = [k for k in row if f"{k} max" in row]
+    return sum(row[q] for q in questions), sum(row[f"{q} max"] for q in questions)  # type: ignore[misc]

@@ -3,66 +3,33 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import nbformat
 import pytest
 
-from opslab import grade_class
 from opslab.grading import build_checks, nginx_checks
 from opslab.grading.common import Failed
 from opslab.grading.keys import fingerprint
 
+from .conftest import grade_solved_and_untouched, scores
+
 CHECKPOINTS = ("checkpoint-01-build", "checkpoint-02-images", "checkpoint-03-nginx")
-SOLUTION = re.compile(r"# BEGIN SOLUTION NO PROMPT\n(.*)# END SOLUTION", re.S)
-
-
-def solved(stem: str, out: Path) -> Path:
-    """The learner notebook with each answer cell replaced by the master's solution."""
-    master = nbformat.read(grade_class.SOLUTIONS / f"{stem}.ipynb", as_version=4)
-    answers = [m.group(1) for c in master.cells if (m := SOLUTION.search(c.source))]
-    notebook = nbformat.read(grade_class.EXERCISES / f"{stem}.ipynb", as_version=4)
-    cells = [c for c in notebook.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
-    assert len(cells) == len(answers) > 0
-    for cell, answer in zip(cells, answers, strict=True):
-        cell.source = answer.strip("\n")
-    path = out / f"{stem}.ipynb"
-    nbformat.write(notebook, path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def grades(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], dict[str, object]]:
     """Every checkpoint graded twice (solved, untouched), two submissions at a time."""
-    out = tmp_path_factory.mktemp("solved")
-    jobs = {}
-    for stem in CHECKPOINTS:
-        jobs[stem, "solved"] = solved(stem, out)
-        jobs[stem, "untouched"] = grade_class.EXERCISES / f"{stem}.ipynb"
-
-    def grade(key: tuple[str, str]) -> dict[str, object]:
-        return grade_class.grade_one(jobs[key], grade_class.AUTOGRADER / f"{key[0]}-autograder.zip")
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(jobs, pool.map(grade, jobs), strict=True))
-
-
-def _scores(row: dict[str, object]) -> tuple[float, float]:
-    questions = [k for k in row if f"{k} max" in row]
-    return sum(row[q] for q in questions), sum(row[f"{q} max"] for q in questions)  # type: ignore[misc]
+    return grade_solved_and_untouched(CHECKPOINTS, tmp_path_factory.mktemp("solved"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stem", CHECKPOINTS)
 def test_checkpoint_solution_full_marks_untouched_zero(grades: dict, stem: str) -> None:
-    score, maximum = _scores(grades[stem, "solved"])
+    score, maximum = scores(grades[stem, "solved"])
     assert "error" not in grades[stem, "solved"]
     assert maximum > 0
     assert score == maximum
-    score, maximum = _scores(grades[stem, "untouched"])
+    score, maximum = scores(grades[stem, "untouched"])
     assert "error" not in grades[stem, "untouched"]
     assert maximum > 0
     assert score == 0

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from opslab import grade_class
 from opslab.grading import deploy_checks, lifecycle_checks, metrics_checks, precedence_checks
 from opslab.grading.common import Failed
 from opslab.grading.keys import precedence as keys
 
-from .conftest import answers, master_score
+from .conftest import answers, grade_solved_and_untouched, master_score, scores
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINTS = (
@@ -25,56 +22,22 @@ CHECKPOINTS = (
 )
 
 
-def _percent(row: dict[str, object]) -> float:
-    got = sum(float(v) for k, v in row.items() if k.startswith("q") and not k.endswith(" max"))
-    most = sum(float(v) for k, v in row.items() if k.endswith(" max"))
-    return 100 * got / most if most else 0.0
-
-
-def solved_exercise(name: str, out_dir: Path) -> Path:
-    """The learner notebook with each answer cell replaced by the master's solution."""
-    solutions = [
-        cell.source.split("# BEGIN SOLUTION NO PROMPT\n", 1)[1].rsplit("# END SOLUTION", 1)[0]
-        for cell in nbformat.read(ROOT / "solutions" / f"{name}.ipynb", as_version=4).cells
-        if "# BEGIN SOLUTION NO PROMPT" in cell.source
-    ]
-    notebook = nbformat.read(ROOT / "exercises" / f"{name}.ipynb", as_version=4)
-    cells = notebook.cells
-    answer_cells = [i - 1 for i, c in enumerate(cells) if c.source.startswith("grader.check(")]
-    assert len(answer_cells) == len(solutions)
-    for index, solution in zip(answer_cells, solutions, strict=True):
-        cells[index].source = solution
-    path = out_dir / f"{name}.ipynb"
-    nbformat.write(notebook, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], dict[str, object]]:
     """Each checkpoint solved (master's answers) and untouched, graded by otter, two at a time."""
-    jobs = [(name, kind) for name in CHECKPOINTS for kind in ("solutions", "exercises")]
-    solved_dir = tmp_path_factory.mktemp("solved")
-
-    def grade(job: tuple[str, str]) -> dict[str, object]:
-        name, kind = job
-        zipped = grade_class.AUTOGRADER / f"{name}-autograder.zip"
-        if kind == "solutions":
-            return grade_class.grade_one(solved_exercise(name, solved_dir), zipped)
-        return grade_class.grade_one(ROOT / kind / f"{name}.ipynb", zipped)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(jobs, pool.map(grade, jobs), strict=True))
+    return grade_solved_and_untouched(CHECKPOINTS, tmp_path_factory.mktemp("solved"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_checkpoint_solution_full_marks_exercise_zero(graded: dict, name: str) -> None:
-    solved, untouched = graded[name, "solutions"], graded[name, "exercises"]
+    solved, untouched = graded[name, "solved"], graded[name, "untouched"]
     assert "error" not in solved
     assert "error" not in untouched
-    assert any(k.endswith(" max") and float(v) > 0 for k, v in solved.items())
-    assert _percent(solved) == 100.0, solved
-    assert _percent(untouched) == 0.0, untouched
+    earned, possible = scores(solved)
+    assert possible > 0
+    assert earned == possible, solved
+    assert scores(untouched) == (0, possible), untouched
 
 
 @pytest.fixture(scope="module")
