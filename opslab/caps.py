@@ -148,6 +148,10 @@ CHECKOV_HINT = (
     "`make setup` installs it into a venv of its own (~/.cache/opslab/checkov-venv, about 20 s; "
     "it needs PyPI once)"
 )
+CHECKOV_ON_HUB_HINT = (
+    "nothing to install: the class hub has no checkov (only the one cell that runs it skips). "
+    "On your own machine `make setup` installs it."
+)
 
 
 def _check_checkov() -> Capability:
@@ -155,10 +159,11 @@ def _check_checkov() -> Capability:
     from opslab.k8s import CHECKOV_VENV
 
     binary = CHECKOV_VENV / "bin" / "checkov"
+    hint = CHECKOV_ON_HUB_HINT if os.environ.get(ON_HUB_VAR) == "1" else CHECKOV_HINT
     if "checkov" in hidden_tools() or not binary.is_file():
-        return Capability("checkov", False, None, f"{binary} not found", CHECKOV_HINT)
+        return Capability("checkov", False, None, f"{binary} not found", hint)
     return Capability("checkov", True, tool_version([str(binary), "--version"]), str(binary),
-                      CHECKOV_HINT)  # fmt: skip
+                      hint)  # fmt: skip
 
 
 def _docker_socket() -> str | None:

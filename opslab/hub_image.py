@@ -41,10 +41,10 @@ BUILDER_LABEL = "org.opslab.stage=singleuser-builder"
 REQUIREMENTS = ROOT / "requirements.txt"
 # Not in the learner's image: tests, lint, the book's build, benchmarks, fuzzing, and the
 # browser driver (no Chromium in the image: the screenshot cell says so and skips).
+# kubernetes-validate stays: section 08 validates the manifests in the learner's kernel.
 DEV_ONLY = {
     "pytest", "pytest-timeout", "pytest-xdist", "nbval", "httpx2", "ruff", "py-spy",
     "gixy-ng", "schemathesis", "jupyter-book", "playwright", "axe-playwright-python",
-    "kubernetes-validate",
 }  # fmt: skip
 # Hub-side, not user-side: z2jh runs the culler in the hub pod (`cull:`).
 HUB_SIDE = {"jupyterhub-idle-culler"}

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import yaml
 
 from opslab.build import APP_DIR
@@ -176,6 +175,8 @@ def _row(step: int, old: int, new: int, ready_new: int, terminating: int) -> dic
 
 def validate(objects: list[Manifest], version: str = KUBERNETES_VERSION) -> list[str]:
     """Schema errors, strict (an unknown field is an error), one line per object."""
+    import kubernetes_validate  # here: its bundled schemas are slow to import (caps reads us)
+
     errors = []
     for obj in objects:
         data = {k: v for k, v in obj.items() if k != "_file"}

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 import yaml
 
-from opslab import k8s
+from opslab import k8s, pidfiles
 from opslab.caps import find_binary
 from opslab.procs import ProcessError, free_port
 
@@ -212,20 +212,53 @@ def facts(pod: PlayedPod, deployment: k8s.Manifest) -> dict[str, object]:
     }  # fmt: skip
 
 
+POD_PREFIX = "opslab-k8s-"
+ORPHAN = re.compile(rf"^{POD_PREFIX}(\d+)-(\d+)$")
+
+
+def _owned_name() -> str:
+    """The pod's name: this process's pid and start time, so a later run can tell it is gone."""
+    return f"{POD_PREFIX}{os.getpid()}-{pidfiles.start_time(os.getpid())}"
+
+
+def _volumes(name: str, deployment: k8s.Manifest) -> list[str]:
+    """What podman makes for the pod `name`: a volume per emptyDir, then the Secret's."""
+    spec = deployment["spec"]["template"]["spec"]
+    empty = [f"{name}-{v['name']}" for v in spec.get("volumes", []) if "emptyDir" in v]
+    return [*empty, f"{name}-secret"]
+
+
+def remove_orphan_pods(deployment: k8s.Manifest | None = None) -> list[str]:
+    """Remove played pods (and their volumes and secret) whose kernel died before cleanup."""
+    deployment = deployment or k8s.find(k8s.load(), "Deployment")
+    removed = []
+    for name in podman("pod", "ls", "--format", "{{.Name}}", check=False).split():
+        found = ORPHAN.match(name)
+        if found and str(pidfiles.start_time(int(found[1]))) != found[2]:
+            volumes = _volumes(name, deployment)
+            PlayedPod(name, 0, Path(), "", volumes, f"{name}-app", Path()).cleanup()
+            removed.append(name)
+    if removed:
+        log.info("removed pods left by a kernel that died: %s", ", ".join(removed))
+    return removed
+
+
 @contextlib.contextmanager
 def played(image: str, objects: list[k8s.Manifest] | None = None) -> Iterator[PlayedPod]:
     """Play the Deployment's pod with `image`; always removed afterwards."""
     deployment = k8s.find(objects or k8s.load(), "Deployment")
-    name = f"opslab-k8s-{os.getpid()}"
+    remove_orphan_pods(deployment)
+    name = _owned_name()
     secret_name = f"{name}-secret"
     value = secrets.token_urlsafe(48)
     pod = pod_manifest(deployment, name=name, image=image, host_port=free_port(),
                        secret=secret_name)  # fmt: skip
-    workdir = Path(tempfile.mkdtemp(prefix="opslab-k8s-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"{pidfiles.WORKDIR_PREFIX}k8s-"))
+    pidfiles.mark_owner(workdir)  # removed by reap_orphans() if this kernel dies
     file = workdir / "pod.yaml"
     file.write_text(yaml.safe_dump_all([secret_manifest(secret_name, {"csrf_secret": value}), pod]))
     file.chmod(0o600)
-    volumes = [v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v] + [secret_name]
+    volumes = _volumes(name, deployment)
     port = pod["spec"]["containers"][0]["ports"][0]["hostPort"]
     log_path = workdir / "app.log"
     played_pod = PlayedPod(name, port, file, value, volumes, f"{name}-app", log_path)

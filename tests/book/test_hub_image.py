@@ -84,6 +84,9 @@ def test_image_runs_as_jovyan_without_the_solutions(
         for root in ("/opt/opslab-course", "/home/jovyan/opslab-course"):
             assert running.exec("test", "-e", f"{root}/{path}")[0] == 1, f"{root}/{path}"
     assert running.exec("test", "-w", "/home/jovyan/opslab-course/notebooks")[0] == 0
+    # Section 08 validates and models in the learner's kernel (only checkov and podman skip).
+    check = "from opslab import k8s, k8s_practice; print(k8s.validate(k8s.load()))"
+    assert running.exec("python", "-c", check) == (0, "[]")
 
 
 OUTPUTS = """() => JSON.stringify([...window.jupyterapp.shell.currentWidget.content.model.cells]

@@ -204,3 +204,12 @@ def test_engine_env_with_a_typo_is_refused(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("OPSLAB_ENGINE", "dokcer")
     with pytest.raises(ValueError, match="use one of docker, podman"):
         caps.engine_route()
+
+
+def test_checkov_is_found_in_its_own_venv_or_explained(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(caps.MISSING_TOOLS_VAR, "checkov")
+    missing = check("checkov")
+    assert not missing.available
+    assert "make setup" in missing.install_hint
+    monkeypatch.setenv(caps.ON_HUB_VAR, "1")
+    assert check("checkov").install_hint == caps.CHECKOV_ON_HUB_HINT

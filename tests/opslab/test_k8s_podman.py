@@ -3,6 +3,9 @@ and what podman 4.3 honours of the spec is recorded (sample_app/ops/k8s/README.m
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -98,3 +101,29 @@ def test_kube_down_stops_the_pod(pod: k8s_play.PlayedPod) -> None:
         assert "sigterm" not in down["after"]  # not even the drain began
     else:
         assert down["graceful"]
+
+
+def test_a_pod_left_by_a_killed_kernel_is_removed_by_the_next_run(image: str) -> None:
+    """A kernel killed inside `played()` never runs its cleanup: the next run removes all."""
+    script = (
+        "import os, signal\n"
+        "from opslab import k8s_play\n"
+        f"with k8s_play.played({image!r}) as pod:\n"
+        "    print(pod.name, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    name = done.stdout.strip()
+    assert k8s_play.podman("pod", "ls", "--quiet", "--filter", f"name=^{name}$")  # left behind
+    assert name in k8s_play.remove_orphan_pods()
+    assert k8s_play.podman("pod", "ls", "--quiet", "--filter", f"name=^{name}$") == ""
+    volumes = k8s_play.podman("volume", "ls", "--format", "{{.Name}}").split()
+    assert not [v for v in volumes if v.startswith(name)]
+    assert name not in k8s_play.podman("secret", "ls", "--format", "{{.Name}}")
+
+
+def test_a_live_kernels_pod_is_never_taken_for_an_orphan(pod: k8s_play.PlayedPod) -> None:
+    assert pod.name not in k8s_play.remove_orphan_pods()
+    assert pod.wait_ready(timeout=5).status_code == 200
