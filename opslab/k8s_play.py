@@ -54,6 +54,13 @@ def podman(*args: str, timeout: float = 60, check: bool = True) -> str:
     return done.stdout
 
 
+def podman_version() -> tuple[int, int]:
+    """podman's (major, minor): what it honours of a pod spec changed across versions."""
+    raw = podman("version", "--format", "{{.Client.Version}}").strip()
+    major, minor = raw.split("-")[0].split(".")[:2]
+    return int(major), int(minor)
+
+
 def pod_manifest(
     deployment: k8s.Manifest, *, name: str, image: str, host_port: int, secret: str
 ) -> k8s.Manifest:
@@ -149,11 +156,15 @@ class PlayedPod:
         }
 
     def cleanup(self) -> None:
-        """Remove whatever is left: pod, volumes (the Secret's one stays after down), secret."""
-        podman("pod", "rm", "--force", "--time", "0", self.name, check=False)
-        for volume in self.volumes:
-            podman("volume", "rm", "--force", volume, check=False)
-        podman("secret", "rm", self.volumes[-1], check=False)
+        _remove(self.name, self.volumes)
+
+
+def _remove(name: str, volumes: list[str]) -> None:
+    """Remove whatever is left: pod, volumes (the Secret's one stays after down), secret."""
+    podman("pod", "rm", "--force", "--time", "0", name, check=False)
+    for volume in volumes:
+        podman("volume", "rm", "--force", volume, check=False)
+    podman("secret", "rm", volumes[-1], check=False)
 
 
 def _line_times(text: str, since: float) -> dict[str, float]:
@@ -235,8 +246,7 @@ def remove_orphan_pods(deployment: k8s.Manifest | None = None) -> list[str]:
     for name in podman("pod", "ls", "--format", "{{.Name}}", check=False).split():
         found = ORPHAN.match(name)
         if found and str(pidfiles.start_time(int(found[1]))) != found[2]:
-            volumes = _volumes(name, deployment)
-            PlayedPod(name, 0, Path(), "", volumes, f"{name}-app", Path()).cleanup()
+            _remove(name, _volumes(name, deployment))
             removed.append(name)
     if removed:
         log.info("removed pods left by a kernel that died: %s", ", ".join(removed))

@@ -31,6 +31,9 @@ READINESS_PATH = "/ready"
 # to learn that a pod left the Service's endpoints (their sync loops; a busy cluster's
 # figure comes from its own control plane). The model's knob has this default.
 PROPAGATION_SECONDS = 3.0
+# A grace period far above what the shutdown needs keeps a stuck pod (and a node drain
+# waiting on it) that long before SIGKILL.
+MAX_EXTRA_GRACE = 60
 # The kubelet's restart back-off: 10 s, doubled per restart, at most 5 min.
 BACKOFF_SECONDS, BACKOFF_MAX = 10.0, 300.0
 
@@ -74,6 +77,11 @@ def findings(
         found.append(("grace",
             f"terminationGracePeriodSeconds {grace} < {needed} (preStop + drain + "
             "SHUTDOWN_TIMEOUT + margin): SIGKILL cuts requests in flight"
+        ))  # fmt: skip
+    elif grace > needed + MAX_EXTRA_GRACE:
+        found.append(("grace",
+            f"terminationGracePeriodSeconds {grace} is over {MAX_EXTRA_GRACE} s above the "
+            f"{needed} s the shutdown needs: a stuck pod would hold a node drain that long"
         ))  # fmt: skip
     found += [("rollout", message) for message in _rollout_problems(deployment)]
     return found + [("secrets", message) for message in k8s.secret_values(objects)]
@@ -156,8 +164,8 @@ class Termination:
     prestop: float
     grace: float
     shutdown: Shutdown
+    shutdown_timeout: float  # the app's SHUTDOWN_TIMEOUT: uvicorn's wait for requests
     propagation: float = PROPAGATION_SECONDS
-    shutdown_timeout: float = 8.0
 
     @property
     def sigterm(self) -> float:

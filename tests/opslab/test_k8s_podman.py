@@ -45,11 +45,6 @@ def pod(image: str) -> Iterator[k8s_play.PlayedPod]:
         yield played
 
 
-def _podman_version() -> tuple[int, ...]:
-    raw = k8s_play.podman("version", "--format", "{{.Client.Version}}").strip()
-    return tuple(int(part) for part in raw.split("-")[0].split(".")[:2])
-
-
 def test_played_pod_serves_the_app_on_loopback(pod: k8s_play.PlayedPod) -> None:
     with httpx.Client(base_url=pod.url, timeout=5.0, trust_env=False) as http:
         assert http.get("/health").json() == {"status": "ok"}
@@ -69,7 +64,7 @@ def test_played_pod_keeps_the_security_context_and_limits(pod: k8s_play.PlayedPo
     assert facts["no_new_privileges"] is True
     assert facts["memory_limit"] == 256 * 1024 * 1024
     assert facts["instance_id"] == pod.name  # the downward API (fieldRef)
-    if _podman_version() < (4, 7):  # see README: what 4.3 ignores or maps
+    if k8s_play.podman_version() < (4, 7):  # see README: what 4.3 ignores or maps
         assert facts["stop_timeout"] == 10  # terminationGracePeriodSeconds ignored
         assert facts["secret_file"] == "base64 of value"  # not decoded: a podman bug
 
@@ -94,7 +89,7 @@ def test_pod_stop_within_the_grace_period_is_graceful(pod: k8s_play.PlayedPod) -
 def test_kube_down_stops_the_pod(pod: k8s_play.PlayedPod) -> None:
     down = pod.down()
     assert k8s_play.podman("pod", "ls", "--quiet", "--filter", f"name=^{pod.name}$") == ""
-    if _podman_version() < (5, 1):
+    if k8s_play.podman_version() < (5, 1):
         # podman < 5.1 stops with no grace at all (PodStopOptions{} means a 0 s timeout):
         # SIGKILL right behind SIGTERM, no drain, the database pool never closed.
         assert not down["graceful"]

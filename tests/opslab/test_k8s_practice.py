@@ -49,6 +49,10 @@ def _default_grace(c, d) -> None:  # 30 s default, but a 25 s drain: too short
     next(e for e in c["env"] if e["name"] == "DRAIN_SECONDS")["value"] = "25"
 
 
+def _huge_grace(c, d) -> None:  # a stuck pod would hold a node drain for an hour
+    d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 3600
+
+
 def _recreate(c, d) -> None:
     d["spec"]["strategy"] = {"type": "Recreate"}
 
@@ -71,6 +75,7 @@ def _inline_secret(c, d) -> None:
         (_no_liveness, "probes"),
         (_no_prestop, "prestop"),
         (_default_grace, "grace"),
+        (_huge_grace, "grace"),
         (_recreate, "rollout"),
         (_default_strategy_four, "rollout"),
         (_inline_secret, "secrets"),
@@ -94,7 +99,7 @@ RACE = {"rate": 100, "replicas": 2, "seconds": 0.02, "slow_every": 20, "slow_sec
 
 
 def _fates(prestop: float, grace: float, propagation: float = 3.0) -> dict[str, int]:
-    term = practice.Termination(prestop, grace, SHUTDOWN, propagation, shutdown_timeout=8.0)
+    term = practice.Termination(prestop, grace, SHUTDOWN, 8.0, propagation)
     requests, _ = practice.termination_race(term, **RACE)
     fates = {"served": 0, "refused": 0, "cut": 0}
     for request in requests:
@@ -115,7 +120,7 @@ def test_race_without_prestop_refuses_what_arrives_after_the_port_closed() -> No
 
 
 def test_race_with_a_short_grace_period_cuts_slow_requests_at_sigkill() -> None:
-    term = practice.Termination(5, 6, SHUTDOWN, 3.0, shutdown_timeout=8.0)
+    term = practice.Termination(5, 6, SHUTDOWN, 8.0, propagation=3.0)
     requests, events = practice.termination_race(term, **RACE)
     assert events["SIGKILL"] == 6
     cut = [r for r in requests if r["fate"] == "cut"]
